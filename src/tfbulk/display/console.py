@@ -1,0 +1,76 @@
+"""Choosing and wiring the views for one command: live or plain, quiet, JSON on stdout."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from rich.console import Console
+
+from tfbulk.display.live import LiveView
+from tfbulk.display.plain import PlainReporter
+from tfbulk.display.summary import one_line, print_run_summary
+from tfbulk.display.tracker import RunTracker
+from tfbulk.events import Event, Observer
+from tfbulk.report import RunReport
+
+
+def make_console(stream: TextIO, *, terminal: bool) -> Console:
+    """A rich console that, when not a terminal, writes plain text: no ANSI, no wrapping."""
+    if terminal:
+        return Console(file=stream, force_terminal=True, highlight=False)
+    return Console(
+        file=stream,
+        force_terminal=False,
+        no_color=True,
+        color_system=None,
+        highlight=False,
+        emoji=False,
+        width=160,
+        soft_wrap=True,
+    )
+
+
+class RunDisplay:
+    """The human side of `tfbulk run`: tracker + one view + the closing summary."""
+
+    def __init__(self, stream: TextIO, *, live: bool, quiet: bool, stats_interval: float) -> None:
+        self.tracker = RunTracker()
+        self.live = live and not quiet
+        self.quiet = quiet
+        self.console = make_console(stream, terminal=self.live)
+        self._view: Observer
+        if self.live:
+            self._view = LiveView(self.tracker, self.console)
+        else:
+            self._view = PlainReporter(
+                self.tracker, stream, stats_interval=stats_interval, quiet=quiet
+            )
+
+    def __call__(self, event: Event) -> None:
+        self.tracker(event)
+        self._view(event)
+
+    def close(self) -> None:
+        if isinstance(self._view, LiveView):
+            self._view.close()
+
+    def finish(self, report: RunReport) -> None:
+        """Print the summary that replaces the live view (or the one line of --quiet)."""
+        self.close()
+        if self.quiet:
+            self.console.print(
+                one_line(report.summary, elapsed=report.elapsed, exit_code=report.exit_code)
+            )
+            return
+        print_run_summary(
+            self.console,
+            report.summary,
+            elapsed=report.elapsed,
+            downloaded=report.downloaded,
+            failures=report.failures,
+            fancy=self.live,
+        )
+        if report.message:
+            self.console.print(f"error: {report.message}")
+        if report.stop_reason and report.exit_code in (75, 130):
+            self.console.print("state saved; run the same command again to resume")

@@ -1,0 +1,152 @@
+"""The terminal view: one rich `Live` frame, redrawn a few times a second from the tracker.
+
+Rich redraws from its own thread, so a slow terminal blocks that thread and never the
+downloads. The frame is sized to the terminal: in 80×24 every part still fits.
+"""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from tfbulk.display.format import human_bytes, human_duration, human_rate, percent
+from tfbulk.display.summary import status_grid
+from tfbulk.display.tracker import RunTracker, Snapshot
+from tfbulk.events import Event, RunFinished, RunStarted
+
+REFRESH_PER_SECOND = 4
+COURSES_MAX = 8
+ERRORS_MAX = 3
+
+
+class LiveView:
+    def __init__(self, tracker: RunTracker, console: Console) -> None:
+        self._tracker = tracker
+        self._console = console
+        self._live: Live | None = None
+        self._title = ""
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RunStarted) and self._live is None:
+            self._title = (
+                f"tfbulk · {event.total:,} segments · {event.scope} → {event.dest} · "
+                f"{event.concurrency} at once"
+            )
+            self._live = Live(
+                get_renderable=self._frame,
+                console=self._console,
+                refresh_per_second=REFRESH_PER_SECOND,
+                transient=True,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
+            self._live.start()
+        elif isinstance(event, RunFinished):
+            self.close()
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def _frame(self) -> RenderableType:
+        snap = self._tracker.snapshot()
+        height = self._console.size.height
+        parts: list[RenderableType] = [
+            Text(self._title, style="bold", overflow="ellipsis", no_wrap=True)
+        ]
+        parts += [
+            self._overall(snap),
+            status_grid(
+                success=snap.success,
+                processing=snap.processing,
+                queued=snap.queued,
+                failed=snap.failed,
+                skipped=snap.skipped,
+                fancy=True,
+            ),
+        ]
+        budget = max(6, height - 6)
+        errors = snap.errors[-ERRORS_MAX:]
+        budget -= len(errors) + (1 if errors else 0)
+        courses_room = min(COURSES_MAX, max(2, budget // 2))
+        transfers_room = max(1, budget - min(courses_room, len(snap.courses)) - 2)
+        if snap.transfers:
+            parts.append(self._transfers(snap, transfers_room))
+        if snap.courses:
+            parts.append(self._courses(snap, courses_room))
+        if errors:
+            parts.append(Text("recent errors", style="bold red"))
+            parts += [
+                Text(
+                    f"  segment {sid} (course {cid}): {reason}",
+                    style="red",
+                    overflow="ellipsis",
+                    no_wrap=True,
+                )
+                for sid, cid, reason in errors
+            ]
+        if snap.stopping:
+            parts.append(Text(f"stopping: {snap.stopping}", style="bold yellow"))
+        return Group(*parts)
+
+    def _overall(self, snap: Snapshot) -> RenderableType:
+        done = snap.done
+        table = Table.grid(padding=(0, 1))
+        table.add_column(no_wrap=True)
+        table.add_column(no_wrap=True, overflow="ellipsis")
+        table.add_row(
+            ProgressBar(total=max(snap.total, 1), completed=done, width=24),
+            f"{done:,}/{snap.total:,} {percent(done, snap.total)} · {human_bytes(snap.bytes)} · "
+            f"{human_rate(snap.rate_bytes)} · ETA {human_duration(snap.eta)}",
+        )
+        return table
+
+    def _transfers(self, snap: Snapshot, room: int) -> RenderableType:
+        now = time.time()
+        table = Table.grid(padding=(0, 1))
+        for justify in ("right", "right", "left", "right", "right"):
+            table.add_column(justify=justify, no_wrap=True)  # type: ignore[arg-type]
+        shown = snap.transfers[:room]
+        for t in shown:
+            moved = max(0, t.received - t.resumed_from)
+            speed = moved / max(now - t.started, 1e-3)
+            size = human_bytes(t.size) if t.size else "?"
+            bar = ProgressBar(total=t.size or 1, completed=t.received if t.size else 0, width=16)
+            table.add_row(
+                f"↓ {t.segment_id}",
+                f"c{t.course_id}",
+                bar,
+                f"{human_bytes(t.received)}/{size}",
+                human_rate(speed),
+            )
+        if len(snap.transfers) > len(shown):
+            table.add_row("", "", f"… {len(snap.transfers) - len(shown)} more downloading", "", "")
+        return table
+
+    def _courses(self, snap: Snapshot, room: int) -> RenderableType:
+        active = sorted(snap.courses, key=lambda c: (not c.active, c.course_id))
+        table = Table.grid(padding=(0, 1))
+        table.add_column(justify="right", no_wrap=True)
+        table.add_column(no_wrap=True, overflow="ellipsis", max_width=28)
+        table.add_column(no_wrap=True)
+        table.add_column(justify="right", no_wrap=True)
+        shown = active[:room]
+        for course in shown:
+            table.add_row(
+                f"course {course.course_id}",
+                course.title or "",
+                ProgressBar(
+                    total=max(course.total, 1), completed=course.done + course.failed, width=16
+                ),
+                f"{course.done:,}/{course.total:,}"
+                + (f" ({course.failed} failed)" if course.failed else ""),
+            )
+        if len(active) > len(shown):
+            table.add_row("", f"and {len(active) - len(shown)} more courses", "", "")
+        return table

@@ -1,0 +1,72 @@
+"""Log-friendly output for cron and pipes: no escape codes, no cursor moves, no bars.
+
+A start line, one line per failed segment, a stats line every `--stats-interval`, then the
+summary. The stats line comes from a timer thread, so a run stuck on one huge file still
+reports.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TextIO
+
+from tfbulk.display.format import human_bytes, human_duration, human_rate, percent
+from tfbulk.display.tracker import RunTracker
+from tfbulk.events import Event, RunFinished, RunStarted, RunStopping, SegmentFailed
+
+
+class PlainReporter:
+    def __init__(
+        self, tracker: RunTracker, stream: TextIO, *, stats_interval: float, quiet: bool
+    ) -> None:
+        self._tracker = tracker
+        self._stream = stream
+        self._interval = stats_interval
+        self._quiet = quiet
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __call__(self, event: Event) -> None:
+        match event:
+            case RunStarted() if not self._quiet:
+                todo = event.pending
+                self._line(
+                    f"tfbulk: {event.total:,} segments ({event.scope}) → {event.dest} · "
+                    f"{event.done:,} done, {event.failed:,} failed, {todo:,} to download · "
+                    f"{event.concurrency} at once"
+                )
+                self._start_timer()
+            case SegmentFailed():
+                self._line(
+                    f"failed: segment {event.segment_id} (course {event.course_id}) after "
+                    f"{event.attempts} attempt{'s' if event.attempts != 1 else ''}: {event.reason}"
+                )
+            case RunStopping(reason) if not self._quiet:
+                self._line(f"stopping: {reason}")
+            case RunFinished():
+                self._stop.set()
+
+    def stats_line(self) -> str:
+        snap = self._tracker.snapshot()
+        done = snap.success + snap.skipped + snap.failed
+        return (
+            f"[{human_duration(snap.elapsed)}] {done:,}/{snap.total:,} "
+            f"({percent(done, snap.total)}) · {human_bytes(snap.bytes)} · "
+            f"{human_rate(snap.rate_bytes)} · {snap.rate_files:.1f} files/s · "
+            f"ETA {human_duration(snap.eta)} · {snap.failed:,} failed"
+        )
+
+    def _start_timer(self) -> None:
+        self._thread = threading.Thread(target=self._tick, name="tfbulk-stats", daemon=True)
+        self._thread.start()
+
+    def _tick(self) -> None:
+        next_at = time.monotonic() + self._interval
+        while not self._stop.wait(max(0.0, next_at - time.monotonic())):
+            self._line(self.stats_line())
+            next_at += self._interval
+
+    def _line(self, text: str) -> None:
+        self._stream.write(text + "\n")
+        self._stream.flush()

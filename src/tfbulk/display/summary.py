@@ -1,0 +1,147 @@
+"""End-of-run and `tfbulk status` renderings: the per-course table, totals, failures.
+
+The same tables serve a terminal (boxes, colour, emoji) and a log (plain columns), so a
+cron mail and a screen say the same thing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from tfbulk.display.format import human_bytes, human_duration, human_rate, percent
+from tfbulk.state import CourseCounts, SegmentRecord, Summary
+
+FAILURES_SHOWN = 20
+COURSES_SHOWN = 200
+
+
+def status_grid(
+    *, success: int, processing: int, queued: int, failed: int, skipped: int, fancy: bool
+) -> Text:
+    """The original dashboard's five counters, with emoji in a terminal, words in a log."""
+    if fancy:
+        items = [
+            ("✅", success, "successful", "green"),
+            ("🔄", processing, "processing", "cyan"),
+            ("⏳", queued, "queued", "yellow"),
+            ("❌", failed, "failed", "red"),
+            ("⏭ ", skipped, "skipped", "blue"),
+        ]
+        text = Text()
+        for index, (icon, count, label, style) in enumerate(items):
+            if index:
+                text.append("  ")
+            text.append(f"{icon} {count:,} ", style=f"bold {style}")
+            text.append(label, style="dim")
+        return text
+    return Text(
+        f"successful {success:,} · processing {processing:,} · queued {queued:,} · "
+        f"failed {failed:,} · skipped {skipped:,}"
+    )
+
+
+def course_table(courses: Sequence[CourseCounts], *, fancy: bool, bars: bool) -> Table:
+    table = Table(box=box.SIMPLE_HEAD if fancy else None, pad_edge=False, show_edge=False)
+    table.add_column("course", justify="right", no_wrap=True)
+    table.add_column("title", overflow="ellipsis", no_wrap=True, max_width=36)
+    for name in ("total", "success", "skipped", "failed", "pending"):
+        table.add_column(name, justify="right", no_wrap=True)
+    if bars:
+        table.add_column("done", no_wrap=True)
+    for course in courses[:COURSES_SHOWN]:
+        pending = course.pending + course.processing
+        cells: list[RenderableType] = [
+            str(course.course_id),
+            course.title or "",
+            f"{course.total:,}",
+            f"{course.success:,}",
+            f"{course.skipped:,}",
+            Text(f"{course.failed:,}", style="red" if course.failed and fancy else ""),
+            f"{pending:,}",
+        ]
+        if bars:
+            cells.append(_bar(course.done, course.total, fancy=fancy))
+        table.add_row(*cells)
+    if len(courses) > COURSES_SHOWN:
+        table.add_row("…", f"and {len(courses) - COURSES_SHOWN} more courses (use --json)")
+    return table
+
+
+def _bar(done: int, total: int, *, fancy: bool) -> RenderableType:
+    if fancy:
+        return Group(ProgressBar(total=max(total, 1), completed=done, width=12))
+    filled = int(10 * done / total) if total else 10
+    return f"[{'#' * filled}{'.' * (10 - filled)}] {percent(done, total)}"
+
+
+def totals_line(summary: Summary) -> str:
+    pending = summary.total_of("pending") + summary.total_of("processing")
+    return (
+        f"{summary.total:,} segments: {summary.total_of('success'):,} success, "
+        f"{summary.total_of('skipped'):,} skipped, {summary.total_of('failed'):,} failed, "
+        f"{pending:,} pending · {human_bytes(summary.total_of('bytes'))} on disk"
+    )
+
+
+def failures_table(records: Sequence[SegmentRecord], *, fancy: bool) -> Table:
+    table = Table(box=box.SIMPLE_HEAD if fancy else None, pad_edge=False, show_edge=False)
+    for name, justify in (("segment", "right"), ("course", "right"), ("attempts", "right")):
+        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    table.add_column("last error", overflow="fold")
+    for record in records:
+        table.add_row(
+            str(record.segment_id), str(record.course_id), str(record.attempts), record.error or ""
+        )
+    return table
+
+
+def segments_table(records: Sequence[SegmentRecord], *, fancy: bool) -> Table:
+    """`status --course`: every segment of one course with its state."""
+    table = Table(box=box.SIMPLE_HEAD if fancy else None, pad_edge=False, show_edge=False)
+    for name in ("segment", "title", "state", "size", "attempts", "last error"):
+        table.add_column(name, no_wrap=name != "last error", overflow="fold")
+    for r in records:
+        table.add_row(
+            str(r.segment_id),
+            r.title or "",
+            r.status,
+            human_bytes(r.size) if r.size else "",
+            str(r.attempts),
+            r.error or "",
+        )
+    return table
+
+
+def print_run_summary(
+    console: Console,
+    summary: Summary,
+    *,
+    elapsed: float,
+    downloaded: int,
+    failures: Sequence[SegmentRecord],
+    fancy: bool,
+) -> None:
+    """The view that replaces the live display when a run ends."""
+    console.print(course_table(summary.courses, fancy=fancy, bars=False))
+    console.print(totals_line(summary))
+    rate = downloaded / elapsed if elapsed > 0 else 0.0
+    console.print(
+        f"downloaded {human_bytes(downloaded)} in {human_duration(elapsed)} ({human_rate(rate)})"
+    )
+    failed = summary.total_of("failed")
+    if failed:
+        console.print(f"\nfailed segments ({min(failed, FAILURES_SHOWN)} of {failed:,} shown):")
+        console.print(failures_table(failures[:FAILURES_SHOWN], fancy=fancy))
+        if failed > FAILURES_SHOWN:
+            console.print("list them all with `tfbulk failed`; requeue with `tfbulk retry`")
+
+
+def one_line(summary: Summary, *, elapsed: float, exit_code: int) -> str:
+    """`--quiet`'s whole report."""
+    return f"tfbulk: {totals_line(summary)} · {human_duration(elapsed)} · exit {exit_code}"

@@ -1,0 +1,311 @@
+"""The download engine: a fixed pool of workers pulling segments from the state store.
+
+There are exactly `concurrency` worker tasks, whatever the queue's length: a worker claims
+a small batch from the store, so 100,000 pending segments cost no more memory than 1,000.
+A segment waiting for its retry is back in the store with a due time, holding no slot.
+Every attempt signs its URL at the moment of the request.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import anyio
+from anyio.abc import TaskGroup
+
+from tfbulk.destination import Destination, DiskError
+from tfbulk.events import (
+    Observer,
+    SegmentFailed,
+    SegmentFinished,
+    SegmentParked,
+    SegmentRetrying,
+    SegmentStarted,
+    Transfer,
+)
+from tfbulk.fetch import Fetched, Fetcher, Validator
+from tfbulk.plan import Segment, Template, UnsafePath, render_url, video_key
+from tfbulk.retry import AttemptFailed, Backoff, Decision, Kind, decide
+from tfbulk.settings import Tuning
+from tfbulk.signing import Signer
+from tfbulk.state import Attempted, Done, Failed, Job, Parked, Retry, Store, Validated
+from tfbulk.verify import existing_is_valid
+
+FLUSH_INTERVAL = 0.25
+IDLE_RECHECK = 5.0
+T = TypeVar("T")
+
+
+@dataclass
+class EngineResult:
+    """Why the engine stopped (None: the queue ran dry) and what it moved."""
+
+    stop_reason: str | None
+    downloaded: int
+    disk_error: str | None
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        signer: Signer,
+        fetcher: Fetcher,
+        dest: Destination,
+        url_template: Template,
+        tuning: Tuning,
+        observer: Observer,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._signer = signer
+        self._fetcher = fetcher
+        self._dest = dest
+        self._url_template = url_template
+        self._tuning = tuning
+        self._emit = observer
+        self._clock = clock
+        self._backoff = Backoff(tuning.backoff_base, tuning.backoff_max)
+        self._db_limiter = anyio.CapacityLimiter(1)
+        self._queue: deque[Job] = deque()
+        self._claiming = False
+        self._in_flight = 0
+        self._drained = False
+        self._stop_reason: str | None = None
+        self._disk_error: str | None = None
+        self._downloaded = 0
+        self._wake_event = anyio.Event()
+        self._job_scopes: set[anyio.CancelScope] = set()
+        self._task_group: TaskGroup | None = None
+
+    async def run(self) -> EngineResult:
+        """Download until the scope's queue is empty or a stop is requested."""
+        await self._db(self._store.start_run)
+        async with anyio.create_task_group() as group:
+            self._task_group = group
+            flusher = anyio.CancelScope()
+            group.start_soon(self._flush_periodically, flusher)
+            async with anyio.create_task_group() as workers:
+                for _ in range(self._tuning.concurrency):
+                    workers.start_soon(self._worker)
+            flusher.cancel()
+        for job in self._queue:
+            self._store.record(Parked(job.segment_id))
+        self._queue.clear()
+        await self._db(self._store.flush)
+        return EngineResult(self._stop_reason, self._downloaded, self._disk_error)
+
+    def request_stop(self, reason: str, *, grace: float = 0.0) -> None:
+        """Start no new download; park in-flight ones now, or after `grace` seconds."""
+        if self._stop_reason is not None:
+            return
+        self._stop_reason = reason
+        self._wake()
+        if grace <= 0 or self._task_group is None:
+            self._cancel_in_flight()
+        else:
+            self._task_group.start_soon(self._cancel_after, grace)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_reason is not None
+
+    # -- workers ------------------------------------------------------------------
+
+    async def _worker(self) -> None:
+        while (job := await self._next_job()) is not None:
+            try:
+                with anyio.CancelScope() as scope:
+                    self._job_scopes.add(scope)
+                    await self._process(job)
+                if scope.cancelled_caught:
+                    self._park(job)
+            except DiskError as exc:
+                self._park(job)
+                if self._disk_error is None:
+                    self._disk_error = str(exc)
+                self.request_stop("disk")
+            finally:
+                self._job_scopes.discard(scope)
+                self._in_flight -= 1
+                self._wake()
+
+    async def _next_job(self) -> Job | None:
+        """The next claimed job (counted in flight), or None when there is nothing left."""
+        while self._stop_reason is None and not self._drained:
+            if self._queue:
+                self._in_flight += 1
+                return self._queue.popleft()
+            if self._claiming:
+                await self._wait(None)
+                continue
+            jobs, due = await self._claim()
+            if jobs:
+                self._queue.extend(jobs)
+            elif due is None and self._in_flight == 0:
+                self._drained = True
+                self._wake()
+            else:
+                await self._wait(due)
+        return None
+
+    async def _claim(self) -> tuple[list[Job], float | None]:
+        self._claiming = True
+        try:
+            batch = self._tuning.concurrency
+            jobs = await self._db(self._store.claim, batch, self._clock())
+            due = None if jobs else await self._db(self._store.next_due)
+            return jobs, due
+        finally:
+            self._claiming = False
+            self._wake()
+
+    async def _wait(self, due: float | None) -> None:
+        """Sleep until woken (a job ended, a claim finished, a stop) or `due` comes."""
+        timeout = IDLE_RECHECK if due is None else max(0.0, due - self._clock())
+        event = self._wake_event
+        with anyio.move_on_after(min(timeout, IDLE_RECHECK)):
+            await event.wait()
+
+    def _wake(self) -> None:
+        self._wake_event.set()
+        self._wake_event = anyio.Event()
+
+    # -- one segment ----------------------------------------------------------------
+
+    async def _process(self, job: Job) -> None:
+        started = self._clock()
+        try:
+            final = self._final_path(job)
+        except UnsafePath as exc:
+            self._fail(job, None, f"refused: {exc}", attempts=0)
+            return
+        if not job.replace and existing_is_valid(final, job.known_size):
+            size = final.stat().st_size
+            self._store.record(Done(job.segment_id, "skipped", size, None, None, self._clock()))
+            self._emit(SegmentFinished(job.segment_id, job.course_id, "skipped", size, 0.0, 0))
+            return
+        fetched = await self._attempts(job, final)
+        if fetched is None:
+            return
+        try:
+            self._dest.publish(self._dest.part_of(final), final)
+        except OSError as exc:
+            self._dest.raise_if_disk(exc, final)
+            self._fail(job, None, f"cannot write {final}: {exc.strerror}", attempts=1)
+            return
+        self._downloaded += fetched.received
+        now = self._clock()
+        self._store.record(
+            Done(job.segment_id, "success", fetched.size, fetched.md5, fetched.etag, now)
+        )
+        self._emit(
+            SegmentFinished(
+                job.segment_id,
+                job.course_id,
+                "success",
+                fetched.size,
+                now - started,
+                fetched.received,
+            )
+        )
+
+    def _final_path(self, job: Job) -> Path:
+        if job.path is None:
+            reason = job.error or "no safe path for this segment"
+            raise UnsafePath(reason.removeprefix("refused: "))
+        final = self._dest.locate(job.path)
+        self._dest.make_parent(final)
+        return final
+
+    async def _attempts(self, job: Job, final: Path) -> Fetched | None:
+        """Attempt until success, a retry for later (slot released), or failure."""
+        part = self._dest.part_of(final)
+        validator = Validator(job.etag, job.last_modified, job.expected_size)
+        previous = Kind(job.last_kind) if job.last_kind else None
+        attempt = job.run_attempts
+        while True:
+            attempt += 1
+            transfer = Transfer(job.segment_id, job.course_id, job.title, self._clock(), attempt)
+            self._emit(SegmentStarted(transfer))
+            url = self._signer.sign(self._url(job), self._clock())
+            try:
+                return await self._fetcher.fetch(
+                    url, part, validator, transfer, lambda v: self._remember(job, v)
+                )
+            except AttemptFailed as failure:
+                self._downloaded += max(0, transfer.received - transfer.resumed_from)
+                if failure.restart:
+                    part.unlink(missing_ok=True)
+                    validator = Validator(None, None, None)
+                decision = decide(failure, attempt, self._tuning.retries, previous, self._backoff)
+                if decision.action == "later":
+                    self._retry_later(job, failure, decision, attempt)
+                    return None
+                if decision.action == "fail":
+                    self._fail(job, failure.kind, decision.message, attempts=attempt)
+                    return None
+                self._store.record(Attempted(job.segment_id, failure.kind, decision.message))
+                previous = failure.kind
+
+    def _url(self, job: Job) -> str:
+        key = video_key(job.video) or ""
+        return render_url(
+            self._url_template, Segment(job.segment_id, job.course_id, job.channel_id, key)
+        )
+
+    def _remember(self, job: Job, validator: Validator) -> None:
+        self._store.record(
+            Validated(job.segment_id, validator.etag, validator.last_modified, validator.size)
+        )
+
+    def _retry_later(
+        self, job: Job, failure: AttemptFailed, decision: Decision, attempt: int
+    ) -> None:
+        """Back to the store, due after the delay: the slot goes to another segment."""
+        due = self._clock() + decision.delay
+        self._store.record(
+            Retry(job.segment_id, failure.kind, decision.message, due, failure.restart)
+        )
+        self._emit(
+            SegmentRetrying(
+                job.segment_id, job.course_id, attempt, decision.message, decision.delay
+            )
+        )
+
+    def _fail(self, job: Job, kind: Kind | None, message: str, *, attempts: int) -> None:
+        self._store.record(Failed(job.segment_id, kind, message, attempts > 0, self._clock()))
+        self._emit(SegmentFailed(job.segment_id, job.course_id, attempts, message))
+
+    def _park(self, job: Job) -> None:
+        self._store.record(Parked(job.segment_id))
+        self._emit(SegmentParked(job.segment_id, job.course_id))
+
+    # -- housekeeping -----------------------------------------------------------------
+
+    async def _db(self, func: Callable[..., T], *args: object) -> T:
+        """Store calls run on one thread, in order, off the event loop."""
+        return await anyio.to_thread.run_sync(func, *args, limiter=self._db_limiter)
+
+    async def _flush_periodically(self, scope: anyio.CancelScope) -> None:
+        with scope:
+            while True:
+                await anyio.sleep(FLUSH_INTERVAL)
+                await self._db(self._store.flush)
+
+    def _cancel_in_flight(self) -> None:
+        for scope in list(self._job_scopes):
+            scope.cancel()
+
+    async def _cancel_after(self, grace: float) -> None:
+        with anyio.move_on_after(grace):
+            while self._in_flight:
+                await self._wait(math.inf)
+        self._cancel_in_flight()

@@ -1,0 +1,282 @@
+"""One HTTP attempt: GET a freshly signed URL and stream the body into `<final>.part`.
+
+A `.part` left by a dropped connection or a killed run is resumed with Range/If-Range, and
+only a 206 that continues exactly where the file stops is stitched on; anything else
+starts over. The caller decides what a failure means (see `retry`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from http import HTTPStatus
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import anyio
+import httpx
+
+from tfbulk import __version__
+from tfbulk.destination import FILE_MODE, Destination
+from tfbulk.events import Transfer
+from tfbulk.retry import AttemptFailed, Kind, kind_of_status, parse_retry_after
+from tfbulk.settings import Tuning
+from tfbulk.signing import redact
+from tfbulk.verify import HEAD_SIZE, VerifyError, check_body
+
+WRITE_BUFFER = 1 << 20
+HASH_BLOCK = 1 << 20
+ERROR_BODY_LIMIT = 4096
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+_UNSATISFIED_RANGE = re.compile(r"bytes \*/(\d+)")
+_XML_MESSAGE = re.compile(rb"<Message>([^<]{1,200})</Message>")
+
+
+@dataclass(frozen=True, slots=True)
+class Validator:
+    """What identifies the object a `.part` holds a prefix of."""
+
+    etag: str | None
+    last_modified: str | None
+    size: int | None
+
+    @property
+    def if_range(self) -> str | None:
+        """If-Range needs a strong ETag; fall back to Last-Modified for a weak one."""
+        if self.etag and not self.etag.startswith("W/"):
+            return self.etag
+        return self.last_modified
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    size: int
+    md5: str
+    etag: str | None
+    received: int
+
+
+class Fetcher:
+    """Runs attempts over one shared client (connection pooling, keep-alive)."""
+
+    def __init__(self, client: httpx.AsyncClient, dest: Destination, clock: Callable[[], float]):
+        self._client = client
+        self._dest = dest
+        self._clock = clock
+
+    async def fetch(
+        self,
+        url: str,
+        part: Path,
+        validator: Validator | None,
+        transfer: Transfer,
+        remember: Callable[[Validator], None],
+    ) -> Fetched:
+        """Download `url` into `part`; raise AttemptFailed (classified) or DiskError."""
+        offset = self._resume_offset(part, validator)
+        headers = {"Accept-Encoding": "identity"}
+        if offset and validator and validator.if_range:
+            headers |= {"Range": f"bytes={offset}-", "If-Range": validator.if_range}
+        try:
+            async with self._client.stream("GET", url, headers=headers) as response:
+                if response.status_code == 416 and offset:
+                    return await self._finish_complete_part(response, part, offset, validator)
+                offset = await self._start_offset(response, offset, validator)
+                length = _content_length(response)
+                total = offset + length if length is not None else None
+                found = Validator(
+                    response.headers.get("etag"), response.headers.get("last-modified"), total
+                )
+                remember(found)
+                transfer.size, transfer.resumed_from, transfer.received = total, offset, offset
+                body = await self._stream(response, part, offset, transfer)
+        except httpx.TimeoutException as exc:
+            raise AttemptFailed(Kind.NETWORK, _timeout_message(exc)) from None
+        except httpx.TransportError as exc:
+            raise AttemptFailed(
+                Kind.NETWORK, f"connection error: {redact(str(exc)) or type(exc).__name__}"
+            ) from None
+        return self._verified(body, offset, length, found)
+
+    def _resume_offset(self, part: Path, validator: Validator | None) -> int:
+        """Bytes already in `part` that may be resumed; a `.part` with no validator is stale."""
+        try:
+            size = part.stat().st_size
+        except FileNotFoundError:
+            return 0
+        if size and validator and validator.if_range:
+            if validator.size is None or size < validator.size:
+                return size
+            if size == validator.size:
+                return size
+        return 0
+
+    async def _start_offset(
+        self, response: httpx.Response, offset: int, validator: Validator | None
+    ) -> int:
+        """Where the body goes in the file: 0 for a 200, `offset` for a matching 206."""
+        status = response.status_code
+        if status == 200:
+            return 0
+        if status == 206 and offset:
+            match = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", ""))
+            total = int(match.group(3)) if match and match.group(3) != "*" else None
+            expected = validator.size if validator else None
+            if match and int(match.group(1)) == offset and (not expected or total == expected):
+                return offset
+            raise AttemptFailed(
+                Kind.NETWORK,
+                f"resume refused: Content-Range {response.headers.get('content-range')!r} "
+                f"does not continue at byte {offset}",
+                restart=True,
+            )
+        detail = await _error_detail(response)
+        raise AttemptFailed(
+            kind_of_status(status),
+            f"HTTP {status} {_phrase(status, response.reason_phrase)}{detail}",
+            retry_after=parse_retry_after(response.headers.get("retry-after"), self._clock()),
+        )
+
+    async def _finish_complete_part(
+        self, response: httpx.Response, part: Path, offset: int, validator: Validator | None
+    ) -> Fetched:
+        """416 for `bytes=N-` where N is the full size: the `.part` is already complete."""
+        match = _UNSATISFIED_RANGE.fullmatch(response.headers.get("content-range", ""))
+        if not match or int(match.group(1)) != offset:
+            raise AttemptFailed(
+                Kind.NETWORK, "HTTP 416 for the resume range; starting over", restart=True
+            )
+        etag = validator.etag if validator else None
+        head, digest = await anyio.to_thread.run_sync(_hash_file, part)
+        body = _Body(received=0, head=head, digest=digest)
+        return self._verified(body, offset, 0, Validator(etag, None, offset))
+
+    async def _stream(
+        self, response: httpx.Response, part: Path, offset: int, transfer: Transfer
+    ) -> _Body:
+        body = _Body(received=0, head=b"", digest=hashlib.md5(usedforsecurity=False))
+        if offset:
+            body.head, body.digest = await anyio.to_thread.run_sync(_hash_file, part)
+        handle = self._open_part(part, offset)
+        try:
+            async for chunk in response.aiter_raw():
+                if len(body.head) < HEAD_SIZE:
+                    body.head += chunk[: HEAD_SIZE - len(body.head)]
+                body.digest.update(chunk)
+                self._write(handle, chunk, part)
+                body.received += len(chunk)
+                transfer.received = offset + body.received
+            self._sync(handle, part)
+        finally:
+            handle.close()
+        return body
+
+    def _open_part(self, part: Path, offset: int) -> BinaryIO:
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if offset else os.O_TRUNC)
+        try:
+            fd = os.open(part, flags, FILE_MODE)
+            os.fchmod(fd, FILE_MODE)
+        except OSError as exc:
+            self._dest.raise_if_disk(exc, part)
+            raise AttemptFailed(Kind.CLIENT, f"cannot write {part}: {exc.strerror}") from None
+        return os.fdopen(fd, "ab" if offset else "wb", buffering=WRITE_BUFFER)
+
+    def _write(self, handle: BinaryIO, chunk: bytes, part: Path) -> None:
+        try:
+            handle.write(chunk)
+        except OSError as exc:
+            self._dest.raise_if_disk(exc, part)
+            raise
+
+    def _sync(self, handle: BinaryIO, part: Path) -> None:
+        """Data reaches the disk before the rename, so a power cut never leaves a short file."""
+        try:
+            handle.flush()
+            os.fsync(handle.fileno())
+        except OSError as exc:
+            self._dest.raise_if_disk(exc, part)
+            raise
+
+    def _verified(self, body: _Body, offset: int, length: int | None, found: Validator) -> Fetched:
+        size = offset + body.received
+        if length is not None and body.received < length:
+            raise AttemptFailed(
+                Kind.NETWORK, f"connection closed after {size} of {offset + length} bytes"
+            )
+        md5 = body.digest.hexdigest()
+        try:
+            check_body(body.head, size, found.size, md5, found.etag)
+        except VerifyError as exc:
+            raise AttemptFailed(Kind.INVALID, f"verification failed: {exc}", restart=True) from None
+        return Fetched(size=size, md5=md5, etag=found.etag, received=body.received)
+
+
+@dataclass(slots=True)
+class _Body:
+    received: int
+    head: bytes
+    digest: hashlib._Hash
+
+
+def _hash_file(path: Path) -> tuple[bytes, hashlib._Hash]:
+    """The first bytes and the running MD5 of what a `.part` already holds."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as handle:
+        head = handle.read(HEAD_SIZE)
+        digest.update(head)
+        while block := handle.read(HASH_BLOCK):
+            digest.update(block)
+    return head, digest
+
+
+def _phrase(status: int, given: str) -> str:
+    if given:
+        return given
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def _content_length(response: httpx.Response) -> int | None:
+    value = response.headers.get("content-length")
+    return int(value) if value and value.isdigit() else None
+
+
+async def _error_detail(response: httpx.Response) -> str:
+    """CloudFront/S3 put a <Message> in their XML error bodies; quote it (redacted)."""
+    body = b""
+    async for chunk in response.aiter_raw():
+        body += chunk
+        if len(body) >= ERROR_BODY_LIMIT:
+            break
+    match = _XML_MESSAGE.search(body)
+    return f": {redact(match.group(1).decode(errors='replace'))}" if match else ""
+
+
+def _timeout_message(exc: httpx.TimeoutException) -> str:
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "timeout: could not connect"
+    if isinstance(exc, httpx.ReadTimeout):
+        return "timeout: no data received for the read timeout"
+    return f"timeout: {type(exc).__name__}"
+
+
+def http_client(tuning: Tuning) -> httpx.AsyncClient:
+    """One client per run: pooled keep-alive connections, no total-time cap on a body."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(
+            connect=tuning.connect_timeout,
+            read=tuning.read_timeout,
+            write=tuning.read_timeout,
+            pool=None,
+        ),
+        limits=httpx.Limits(
+            max_connections=tuning.concurrency, max_keepalive_connections=tuning.concurrency
+        ),
+        headers={"User-Agent": f"tfbulk/{__version__}"},
+        follow_redirects=True,
+    )

@@ -1,0 +1,55 @@
+"""What a run (or a dry run) reports: the summary views print it, `--json` serialises it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tfbulk.plan import PlanStats
+from tfbulk.state import SegmentRecord, Summary
+
+
+@dataclass
+class RunReport:
+    """What a run did, for the summary, `--json` and the exit code."""
+
+    exit_code: int
+    summary: Summary
+    elapsed: float
+    downloaded: int
+    stop_reason: str | None = None
+    message: str | None = None
+    failures: list[SegmentRecord] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, object]:
+        data = self.summary.as_json()
+        data |= {
+            "elapsed_s": round(self.elapsed, 3),
+            "exit_code": self.exit_code,
+            "downloaded_bytes": self.downloaded,
+        }
+        if self.stop_reason:
+            data["stopped"] = self.stop_reason
+        if self.message:
+            data["error"] = self.message
+        return data
+
+
+@dataclass
+class DryRunReport:
+    stats: PlanStats
+    existing: Summary
+    warnings: list[str]
+
+    def as_json(self) -> dict[str, object]:
+        done = self.existing.total_of("success") + self.existing.total_of("skipped")
+        return {
+            "courses": len(self.stats.courses),
+            "segments": self.stats.planned,
+            "no_video": self.stats.no_video,
+            "refused": self.stats.refused,
+            "already_done": done,
+            "failed": self.existing.total_of("failed"),
+            "to_download": self.stats.planned - done - self.existing.total_of("failed"),
+            "new": self.stats.planned - self.existing.total,
+        }

@@ -1,0 +1,192 @@
+"""`tfbulk run` from settings to a report: validate, plan, download, summarise.
+
+Everything that can be wrong with the input is checked before the state DB is touched,
+so an exit-2 run has changed nothing. Signals and `--max-time` ask the engine to stop;
+they never kill it, so the state DB always ends consistent.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+from tfbulk.credentials import build_signer
+from tfbulk.destination import Destination
+from tfbulk.engine import Engine, EngineResult
+from tfbulk.events import CourseTotals, Observer, RunFinished, RunStarted, RunStopping
+from tfbulk.fetch import Fetcher, http_client
+from tfbulk.plan import PlanStats, Template, plan_rows
+from tfbulk.report import DryRunReport, RunReport
+from tfbulk.settings import RunSettings, Scope
+from tfbulk.signing import Signer
+from tfbulk.snapshot import Snapshot
+from tfbulk.state import Store, Summary, open_store
+
+FAILURES_SHOWN = 20  # the summary lists these; `tfbulk failed` lists all
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 75, 130
+
+
+@dataclass
+class _Inputs:
+    snapshot: Snapshot
+    signer: Signer
+    url_template: Template
+    path_template: Template
+
+
+def _validated(settings: RunSettings) -> _Inputs:
+    """Check every input (templates, key, snapshot) before anything is written."""
+    url_template = Template(settings.url_template, "--url-template")
+    path_template = Template(settings.path_template, "--path-template")
+    signer = build_signer(settings.signer)
+    snapshot = Snapshot.open(settings.snapshot)
+    return _Inputs(snapshot, signer, url_template, path_template)
+
+
+def dry_run(settings: RunSettings) -> DryRunReport:
+    """Plan and compare with the state DB (if any) without writing anything."""
+    inputs = _validated(settings)
+    stats = PlanStats()
+    with inputs.snapshot:
+        rows = plan_rows(inputs.snapshot.segments(), settings.scope, inputs.path_template, stats)
+        if not Path(settings.state).exists():
+            for _ in rows:
+                pass
+            return DryRunReport(stats, Summary(), _warnings(stats))
+        store = open_store(settings.state, create=False, lock=False)
+        try:
+            store.scope_planned(rows)
+            return DryRunReport(stats, store.summary(), _warnings(stats))
+        finally:
+            store.close()
+
+
+def run(settings: RunSettings, observer: Observer, *, handle_signals: bool = True) -> RunReport:
+    """Plan the snapshot into the state DB, then download what is not done yet."""
+    started = time.monotonic()
+    inputs = _validated(settings)
+    dest = Destination.prepare(settings.dest)
+    store = open_store(settings.state, create=True, lock=True)
+    try:
+        stats = PlanStats()
+        with inputs.snapshot:
+            rows = plan_rows(
+                inputs.snapshot.segments(), settings.scope, inputs.path_template, stats
+            )
+            store.plan(rows, inputs.snapshot.course_titles())
+        observer(_run_started(store.summary(), settings, dest))
+        result = anyio.run(_download, settings, inputs, dest, store, observer, handle_signals)
+        summary = store.summary()
+        report = RunReport(
+            exit_code=_exit_code(result, summary),
+            summary=summary,
+            elapsed=time.monotonic() - started,
+            downloaded=result.downloaded,
+            stop_reason=result.stop_reason,
+            message=result.disk_error,
+            failures=store.records(status="failed", scoped=True, limit=FAILURES_SHOWN),
+            warnings=_warnings(stats),
+        )
+        totals = {k: v for k, v in summary.as_json().items() if isinstance(v, int)}
+        observer(RunFinished(report.exit_code, report.elapsed, report.downloaded, totals))
+        return report
+    finally:
+        store.close()
+
+
+async def _download(
+    settings: RunSettings,
+    inputs: _Inputs,
+    dest: Destination,
+    store: Store,
+    observer: Observer,
+    handle_signals: bool,
+) -> EngineResult:
+    tuning = settings.tuning
+    async with http_client(tuning) as client, anyio.create_task_group() as watchers:
+        engine = Engine(
+            store=store,
+            signer=inputs.signer,
+            fetcher=Fetcher(client, dest, time.time),
+            dest=dest,
+            url_template=inputs.url_template,
+            tuning=tuning,
+            observer=observer,
+        )
+        if handle_signals:
+            watchers.start_soon(_watch_signals, engine, observer)
+        if tuning.max_time:
+            watchers.start_soon(_deadline, engine, observer, tuning.max_time, tuning.stop_grace)
+        result = await engine.run()
+        watchers.cancel_scope.cancel()
+    return result
+
+
+async def _watch_signals(engine: Engine, observer: Observer) -> None:
+    """First SIGINT/SIGTERM: stop cleanly. Second: leave at once (the DB stays consistent)."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if engine.stopping:
+                os._exit(EXIT_INTERRUPTED)
+            observer(RunStopping(f"interrupted by {signal.Signals(signum).name}"))
+            engine.request_stop("interrupted")
+
+
+async def _deadline(engine: Engine, observer: Observer, max_time: float, grace: float) -> None:
+    await anyio.sleep(max_time)
+    observer(RunStopping(f"--max-time reached; finishing in-flight downloads for up to {grace:g}s"))
+    engine.request_stop("max-time", grace=grace)
+
+
+def _exit_code(result: EngineResult, summary: Summary) -> int:
+    if result.disk_error:
+        return EXIT_BAD_INPUT
+    if result.stop_reason == "interrupted":
+        return EXIT_INTERRUPTED
+    if summary.total_of("pending") or summary.total_of("processing"):
+        return EXIT_STOPPED
+    return EXIT_FAILED if summary.total_of("failed") else EXIT_OK
+
+
+def _run_started(summary: Summary, settings: RunSettings, dest: Destination) -> RunStarted:
+    return RunStarted(
+        total=summary.total,
+        done=summary.total_of("success") + summary.total_of("skipped"),
+        failed=summary.total_of("failed"),
+        pending=summary.total_of("pending") + summary.total_of("processing"),
+        concurrency=settings.tuning.concurrency,
+        dest=str(dest.root),
+        scope=describe_scope(settings.scope),
+        courses=tuple(
+            CourseTotals(c.course_id, c.title, c.total, c.done, c.failed) for c in summary.courses
+        ),
+    )
+
+
+def describe_scope(scope: Scope) -> str:
+    parts = []
+    if scope.courses:
+        parts.append("courses " + ",".join(map(str, sorted(scope.courses))))
+    if scope.segments:
+        parts.append("segments " + ",".join(map(str, sorted(scope.segments))))
+    text = " + ".join(parts) or "all courses"
+    if scope.limit_courses is not None:
+        text += f", first {scope.limit_courses} courses"
+    return text
+
+
+def _warnings(stats: PlanStats) -> list[str]:
+    notes = [
+        f"--course {cid} has no downloadable segment in the snapshot"
+        for cid in sorted(stats.missing_courses)
+    ]
+    notes += [
+        f"--segment {sid} is not a downloadable segment of the snapshot"
+        for sid in sorted(stats.missing_segments)
+    ]
+    return notes

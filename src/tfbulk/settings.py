@@ -1,0 +1,110 @@
+"""Run settings: one frozen object built by the CLI, read by everything else.
+
+Keeping settings free of the CLI library lets the demo, the tests and the benchmark build a
+run without going through argument parsing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tfbulk.errors import BadInput
+
+DEFAULT_URL_TEMPLATE = "https://d2kum0w8xvhbpf.cloudfront.net/truefire/{segment_id}.mp4"
+DEFAULT_PATH_TEMPLATE = "{course_id}/{segment_id}.mp4"
+DEFAULT_EXPIRES = "2h"
+SIGNERS = ("cloudfront", "s3", "none")
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+
+
+def parse_duration(text: str, what: str) -> float:
+    """Seconds in `90s`, `30m`, `2h`, `1d`, `1h30m` or a bare number of seconds.
+
+    `what` names the flag, so the error tells the user which value to fix.
+    """
+    raw = text.strip().lower()
+    try:
+        seconds = float(raw)
+    except ValueError:
+        parts = _DURATION.findall(raw)
+        if not parts or "".join(n + u for n, u in parts) != raw:
+            raise BadInput(
+                f"{what}: {text!r} is not a duration; use e.g. 90s, 30m, 2h or 1h30m"
+            ) from None
+        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if seconds <= 0:
+        raise BadInput(f"{what}: {text!r} must be longer than zero")
+    return seconds
+
+
+@dataclass(frozen=True)
+class SignerSettings:
+    """How each URL gets signed; the key material is loaded by `credentials`."""
+
+    kind: str = "cloudfront"
+    key_pair_id: str | None = None
+    private_key: Path | None = None
+    expires: float = 7200.0
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which planned segments a run covers: courses and segments add up, then the limit."""
+
+    courses: frozenset[int] = frozenset()
+    segments: frozenset[int] = frozenset()
+    limit_courses: int | None = None
+
+    @property
+    def is_everything(self) -> bool:
+        return not self.courses and not self.segments and self.limit_courses is None
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Knobs of the download engine, with defaults that suit a CDN and a cron job."""
+
+    concurrency: int = 10
+    retries: int = 5
+    backoff_base: float = 1.0
+    backoff_max: float = 120.0
+    connect_timeout: float = 30.0
+    read_timeout: float = 60.0
+    max_time: float | None = None
+    stop_grace: float = 5.0
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything `tfbulk run` needs, validated once at the edge."""
+
+    snapshot: Path
+    dest: Path
+    state: str
+    url_template: str = DEFAULT_URL_TEMPLATE
+    path_template: str = DEFAULT_PATH_TEMPLATE
+    signer: SignerSettings = field(default_factory=SignerSettings)
+    scope: Scope = field(default_factory=Scope)
+    tuning: Tuning = field(default_factory=Tuning)
+    dry_run: bool = False
+
+
+def default_state_path(dest: Path) -> Path:
+    """The state DB lives with the files it describes unless told otherwise."""
+    return dest / ".tfbulk" / "state.db"
+
+
+def resolve_state(state: str | None, dest: Path) -> str:
+    """`--state` as given, or the default under `--dest`."""
+    return state if state else str(default_state_path(dest))
+
+
+def check_positive(value: int, what: str) -> int:
+    """Counts like `--concurrency` must be at least 1."""
+    if value < 1:
+        raise BadInput(f"{what} must be at least 1 (got {value})")
+    return value

@@ -1,0 +1,160 @@
+"""The catalogue snapshot: opened read-only, its schema checked, its segments streamed.
+
+Segments are streamed in (course, segment) order so a plan of 100,000 rows never sits in
+memory and per-course limits can be applied while reading.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from tfbulk.errors import BadInput
+
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "courses": ("id", "title"),
+    "channels": ("id", "courseid"),
+    "segments": ("id", "channel_id", "video"),
+}
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotSegment:
+    """One row of `segments`, joined to its course through its channel."""
+
+    segment_id: int
+    channel_id: int | None
+    course_id: int | None
+    video: str | None
+    title: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotCounts:
+    courses: int
+    channels: int
+    segments: int
+
+
+class Snapshot:
+    """A read-only view of one snapshot file."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, title_column: str | None) -> None:
+        self.path = path
+        self._conn = conn
+        self._title_column = title_column
+
+    @classmethod
+    def open(cls, path: Path) -> Snapshot:
+        """Open and validate; every refusal is a BadInput naming the file and the problem."""
+        _check_file(path)
+        uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+        try:
+            conn = sqlite3.connect(uri, uri=True)
+            columns = _columns(conn)
+        except sqlite3.DatabaseError as exc:
+            raise BadInput(f"snapshot {path} cannot be read as SQLite: {exc}") from None
+        _check_schema(path, columns)
+        segment_columns = columns["segments"]
+        title = next((c for c in ("title", "name") if c in segment_columns), None)
+        return cls(path, conn, title)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Snapshot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def counts(self) -> SnapshotCounts:
+        one = self._conn.execute
+        return SnapshotCounts(
+            courses=one("SELECT count(*) FROM courses").fetchone()[0],
+            channels=one("SELECT count(*) FROM channels").fetchone()[0],
+            segments=one("SELECT count(*) FROM segments").fetchone()[0],
+        )
+
+    def course_titles(self) -> dict[int, str | None]:
+        """Course titles by id (a few thousand rows at most, so a dict is fine)."""
+        rows = self._conn.execute("SELECT id, title FROM courses WHERE id IS NOT NULL")
+        return {int(cid): (str(title) if title is not None else None) for cid, title in rows}
+
+    def segments(self) -> Iterator[SnapshotSegment]:
+        """Every segment, ordered by course then id; orphans (no channel) come first."""
+        title = f's."{self._title_column}"' if self._title_column else "NULL"
+        cursor = self._conn.execute(
+            f"SELECT s.id, s.channel_id, ch.courseid, s.video, {title} "  # noqa: S608 - column name from PRAGMA
+            "FROM segments s LEFT JOIN channels ch ON ch.id = s.channel_id "
+            "ORDER BY ch.courseid, s.id"
+        )
+        for seg_id, channel_id, course_id, video, seg_title in cursor:
+            yield SnapshotSegment(
+                segment_id=_as_int(seg_id, "segments.id"),
+                channel_id=_as_optional_int(channel_id),
+                course_id=_as_optional_int(course_id),
+                video=video if isinstance(video, str) else None,
+                title=str(seg_title) if seg_title is not None else None,
+            )
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise BadInput(f"snapshot {path} does not exist; pass --snapshot PATH to a SQLite file")
+    if path.is_dir():
+        raise BadInput(f"snapshot {path} is a directory; pass the SQLite file inside it")
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(len(SQLITE_MAGIC))
+    except PermissionError:
+        raise BadInput(f"snapshot {path} is not readable by this user") from None
+    if head != SQLITE_MAGIC:
+        what = "is empty" if not head else "is not a SQLite database"
+        raise BadInput(f"snapshot {path} {what}; pass the catalogue's SQLite snapshot")
+
+
+def _columns(conn: sqlite3.Connection) -> dict[str, set[str]]:
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    return {
+        table: {row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')}
+        for table in REQUIRED_COLUMNS
+        if table in tables
+    }
+
+
+def _check_schema(path: Path, columns: dict[str, set[str]]) -> None:
+    missing_tables = [t for t in REQUIRED_COLUMNS if t not in columns]
+    if missing_tables:
+        raise BadInput(
+            f"snapshot {path} has no table {', '.join(missing_tables)}; "
+            "it needs courses, channels and segments (see the snapshot schema in the docs)"
+        )
+    missing = [
+        f"{table}.{column}"
+        for table, needed in REQUIRED_COLUMNS.items()
+        for column in needed
+        if column not in columns[table]
+    ]
+    if missing:
+        raise BadInput(f"snapshot {path} lacks column {', '.join(missing)}")
+
+
+def _as_optional_int(value: object) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return None
+
+
+def _as_int(value: object, what: str) -> int:
+    number = _as_optional_int(value)
+    if number is None:
+        raise BadInput(f"snapshot has a non-integer {what}: {value!r}")
+    return number

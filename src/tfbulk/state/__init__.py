@@ -1,0 +1,205 @@
+"""The state store: the durable queue of segments and what happened to each.
+
+The engine only talks to the `Store` protocol below; SQLite is the embedded default and a
+shared PostgreSQL store can stand in for it without the engine noticing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from tfbulk.plan import PlanRow
+
+STATUSES = ("pending", "processing", "success", "skipped", "failed")
+
+
+@dataclass(slots=True)
+class Job:
+    """A claimed segment: what the engine needs to fetch it (and resume a `.part`)."""
+
+    segment_id: int
+    course_id: int
+    channel_id: int | None
+    video: str
+    title: str | None
+    path: str | None
+    error: str | None
+    etag: str | None
+    last_modified: str | None
+    expected_size: int | None
+    known_size: int | None
+    run_attempts: int
+    last_kind: str | None
+    replace: bool
+
+
+# What the engine records; the store applies them in order, in batches.
+@dataclass(frozen=True, slots=True)
+class Validated:
+    """Response validators of the body now being written to `.part` (for a later Range)."""
+
+    segment_id: int
+    etag: str | None
+    last_modified: str | None
+    expected_size: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Attempted:
+    """An attempt failed and is retried at once (it still counts as an attempt)."""
+
+    segment_id: int
+    kind: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Back to `pending`, not to be claimed before `next_at`."""
+
+    segment_id: int
+    kind: str
+    error: str
+    next_at: float
+    restart: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """`success` (downloaded, attempt counted) or `skipped` (a valid file was there)."""
+
+    segment_id: int
+    status: str
+    size: int
+    md5: str | None
+    etag: str | None
+    finished_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    segment_id: int
+    kind: str | None
+    error: str
+    attempted: bool
+    finished_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Parked:
+    """Stopped mid-flight by us (signal, --max-time, full disk): back to `pending`."""
+
+    segment_id: int
+
+
+Outcome = Validated | Attempted | Retry | Done | Failed | Parked
+
+
+@dataclass(frozen=True, slots=True)
+class CourseCounts:
+    course_id: int
+    title: str | None
+    total: int = 0
+    success: int = 0
+    skipped: int = 0
+    failed: int = 0
+    pending: int = 0
+    processing: int = 0
+    bytes: int = 0
+
+    @property
+    def done(self) -> int:
+        return self.success + self.skipped
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Counts by status, overall and per course, as the contract's JSON spells them."""
+
+    courses: tuple[CourseCounts, ...] = field(default=())
+
+    def total_of(self, name: str) -> int:
+        return sum(getattr(course, name) for course in self.courses)
+
+    @property
+    def total(self) -> int:
+        return self.total_of("total")
+
+    def as_json(self) -> dict[str, object]:
+        keys = ("total", *STATUSES[2:], "pending", "processing", "bytes")
+        data: dict[str, object] = {key: self.total_of(key) for key in keys}
+        data["courses"] = [
+            {"id": c.course_id, "title": c.title} | {k: getattr(c, k) for k in keys}
+            for c in self.courses
+        ]
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentRecord:
+    """One row as `status --course` and `failed` show it."""
+
+    segment_id: int
+    course_id: int
+    title: str | None
+    path: str | None
+    status: str
+    attempts: int
+    size: int | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanChanges:
+    """What planning changed in the store."""
+
+    new: int
+    changed: int
+
+
+class Store(Protocol):
+    """The queue the engine pulls from. Implementations: `state.sqlite`."""
+
+    def plan(self, rows: Iterable[PlanRow], titles: Mapping[int, str | None]) -> PlanChanges: ...
+
+    def scope_planned(self, rows: Iterable[PlanRow]) -> None: ...
+
+    def start_run(self) -> None: ...
+
+    def claim(self, limit: int, now: float) -> list[Job]: ...
+
+    def next_due(self) -> float | None: ...
+
+    def record(self, outcome: Outcome) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def summary(self, *, scoped: bool = True, course: int | None = None) -> Summary: ...
+
+    def records(
+        self,
+        *,
+        course: int | None = None,
+        status: str | None = None,
+        scoped: bool = False,
+        limit: int = -1,
+    ) -> list[SegmentRecord]: ...
+
+    def requeue_failed(self, courses: Iterable[int], segments: Iterable[int]) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def open_store(spec: str, *, create: bool, lock: bool) -> Store:
+    """The store a `--state` value names: a SQLite file path (PostgreSQL URLs come later)."""
+    if spec.startswith(("postgresql://", "postgres://")):
+        from tfbulk.errors import BadInput
+
+        raise BadInput("--state: the PostgreSQL store is not available in this version")
+    from pathlib import Path
+
+    from tfbulk.state.sqlite import SQLiteStore
+
+    return SQLiteStore.open(Path(spec), create=create, lock=lock)
