@@ -10,9 +10,8 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
-import click
 import typer
 
 from tfbulk import __version__
@@ -472,22 +471,34 @@ def main(argv: list[str] | None = None) -> None:
     """Run the app; turn every expected error into one line and a documented exit code."""
     try:
         code = app(args=argv, prog_name="tfbulk", standalone_mode=False)
-    except click.UsageError as exc:
-        command = f" {exc.ctx.command.name}" if exc.ctx and exc.ctx.command.name != "tfbulk" else ""
-        typer.echo(
-            f"tfbulk: error: {exc.format_message()} (see `tfbulk{command} --help`)", err=True
-        )
-        sys.exit(2)
-    except click.ClickException as exc:
-        typer.echo(f"tfbulk: error: {exc.format_message()}", err=True)
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        typer.echo("tfbulk: interrupted", err=True)
-        sys.exit(130)
     except TfbulkError as exc:
-        typer.echo(f"tfbulk: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
-        typer.echo("tfbulk: interrupted; nothing was lost, run again to resume", err=True)
-        sys.exit(130)
+        _fail("interrupted; nothing was lost, run again to resume", 130)
+    except Exception as exc:
+        usage = _usage_error(exc)
+        if usage is None:
+            raise
+        _fail(*usage)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_error(exc: Exception) -> tuple[str, int] | None:
+    """Click's errors (typer may vendor its own click), recognised by their interface."""
+    if type(exc).__name__ == "Abort":
+        return "interrupted", 130
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        typer.echo(exc.format_message(), err=True)  # type: ignore[attr-defined]
+        sys.exit(2)
+    message, code = getattr(exc, "format_message", None), getattr(exc, "exit_code", None)
+    if not callable(message) or not isinstance(code, int):
+        return None
+    ctx = getattr(exc, "ctx", None)
+    name = getattr(getattr(ctx, "command", None), "name", None)
+    hint = f" (see `tfbulk {name} --help`)" if name and name != "tfbulk" else ""
+    return f"{message()}{hint}", code
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    typer.echo(f"tfbulk: error: {message}", err=True)
+    sys.exit(code)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from http import HTTPStatus
 from collections.abc import Callable
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
 from typing import BinaryIO
 

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import resource
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tfbulk.plan import PlanStats
 from tfbulk.state import SegmentRecord, Summary
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss, it resets on exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 @dataclass
@@ -27,6 +40,7 @@ class RunReport:
             "elapsed_s": round(self.elapsed, 3),
             "exit_code": self.exit_code,
             "downloaded_bytes": self.downloaded,
+            "peak_rss_bytes": peak_rss_bytes(),
         }
         if self.stop_reason:
             data["stopped"] = self.stop_reason

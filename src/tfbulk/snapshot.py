@@ -55,6 +55,7 @@ class Snapshot:
         uri = f"file:{quote(str(path.resolve()))}?mode=ro"
         try:
             conn = sqlite3.connect(uri, uri=True)
+            conn.execute("PRAGMA cache_size = -512")
             columns = _columns(conn)
         except sqlite3.DatabaseError as exc:
             raise BadInput(f"snapshot {path} cannot be read as SQLite: {exc}") from None

@@ -37,7 +37,8 @@ from tfbulk.state import (
 from tfbulk.state.lock import RunLock
 
 SCHEMA_VERSION = 1
-PLAN_BATCH = 5000
+PLAN_BATCH = 1000
+CACHE_KIB = 512  # page cache per schema: memory stays flat however long the queue
 
 _SEGMENT_COLUMNS = {
     "id": int,
@@ -411,6 +412,8 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+    conn.execute(f"PRAGMA temp.cache_size = -{CACHE_KIB}")
     return conn
 
 

@@ -1,0 +1,191 @@
+"""Shared fixtures: a throw-away key pair, the signature-checking origin, a workspace.
+
+End-to-end tests drive the real `tfbulk` CLI in a subprocess against the real origin on
+127.0.0.1, so exit codes, signals and stdout/stderr are exactly what users get.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tfbulk.credentials import write_key_pair
+from tfbulk.origin import Origin, SyntheticContent
+from tfbulk.plan import video_key
+from tfbulk.sample import SampleCourse, guitar_catalogue, write_snapshot
+
+KEY_PAIR_ID = "KTESTKEYPAIRID"
+
+
+@dataclass(frozen=True)
+class Keys:
+    private: Path
+    public_file: Path
+    key: rsa.RSAPrivateKey
+
+    @property
+    def public(self) -> rsa.RSAPublicKey:
+        return self.key.public_key()
+
+
+@pytest.fixture(scope="session")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+    folder = tmp_path_factory.mktemp("keys")
+    key = write_key_pair(folder / "private.pem", folder / "public.pem")
+    return Keys(folder / "private.pem", folder / "public.pem", key)
+
+
+@pytest.fixture
+def origin(keys: Keys) -> Iterator[Origin]:
+    content = SyntheticContent(min_size=2048, max_size=48 * 1024)
+    with Origin(content=content, public_keys={KEY_PAIR_ID: keys.public}) as server:
+        yield server
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 30.0, what: str = "") -> None:
+    """Poll `predicate` until true; fail the test if it never becomes true."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what or predicate}")
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self) -> dict:
+        return json.loads(self.stdout)
+
+
+@dataclass
+class Workspace:
+    root: Path
+    origin: Origin
+    keys: Keys
+    catalogue: list[SampleCourse] = field(default_factory=list)
+
+    @property
+    def snapshot(self) -> Path:
+        return self.root / "snapshot.db"
+
+    @property
+    def dest(self) -> Path:
+        return self.root / "videos"
+
+    @property
+    def state(self) -> Path:
+        return self.dest / ".tfbulk" / "state.db"
+
+    def write_catalogue(self, catalogue: list[SampleCourse]) -> None:
+        self.catalogue = catalogue
+        self.snapshot.unlink(missing_ok=True)
+        write_snapshot(self.snapshot, catalogue)
+
+    def run_args(self, *extra: str) -> list[str]:
+        return [
+            "run",
+            "--snapshot", str(self.snapshot),
+            "--dest", str(self.dest),
+            "--url-template", f"{self.origin.base_url}/truefire/{{segment_id}}.mp4",
+            "--key-pair-id", KEY_PAIR_ID,
+            "--private-key", str(self.keys.private),
+            "--backoff-base", "0.05s",
+            "--backoff-max", "0.2s",
+            *extra,
+        ]  # fmt: skip
+
+    def tfbulk(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None) -> Result:
+        proc = subprocess.run(
+            [sys.executable, "-m", "tfbulk", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=child_env(env),
+            cwd=self.root,
+            stdin=subprocess.DEVNULL,
+        )
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    def run(self, *extra: str, **kwargs: object) -> Result:
+        return self.tfbulk(*self.run_args(*extra), **kwargs)  # type: ignore[arg-type]
+
+    def start(self, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        """Start `tfbulk run` in the background (for signals, locks, kill -9)."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "tfbulk", *self.run_args(*extra)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=child_env(env),
+            cwd=self.root,
+        )
+
+    def downloadable(self) -> list[tuple[int, int]]:
+        """(course_id, segment_id) of every segment with a video, in catalogue order."""
+        return [
+            (course.course_id, seg.segment_id)
+            for course in self.catalogue
+            for seg in course.segments
+            if video_key(seg.video)
+        ]
+
+    def url_path(self, segment_id: int) -> str:
+        return f"/truefire/{segment_id}.mp4"
+
+    def expected(self, segment_id: int) -> bytes:
+        return self.origin.content.body(self.url_path(segment_id))
+
+    def file_of(self, course_id: int, segment_id: int) -> Path:
+        return self.dest / str(course_id) / f"{segment_id}.mp4"
+
+    def final_files(self) -> list[Path]:
+        return sorted(p for p in self.dest.rglob("*.mp4") if ".tfbulk" not in p.parts)
+
+    def part_files(self) -> list[Path]:
+        return sorted(self.dest.rglob("*.part"))
+
+    def assert_all_identical(self) -> None:
+        for course_id, segment_id in self.downloadable():
+            path = self.file_of(course_id, segment_id)
+            assert path.exists(), f"{path} missing"
+            assert path.read_bytes() == self.expected(segment_id), f"{path} differs"
+
+    def gets(self) -> int:
+        """Requests the origin answered with a body (200 or 206)."""
+        return sum(1 for r in self.origin.log if r.status in (200, 206))
+
+    def states(self) -> dict[int, str]:
+        with sqlite3.connect(self.state) as conn:
+            return dict(conn.execute("SELECT id, status FROM segments"))
+
+
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TFBULK_")}
+    env.update({"PYTHONUNBUFFERED": "1", "NO_COLOR": "1"})
+    env.pop("COLUMNS", None)
+    env.update(extra or {})
+    return env
+
+
+@pytest.fixture
+def ws(tmp_path: Path, origin: Origin, keys: Keys) -> Workspace:
+    workspace = Workspace(tmp_path, origin, keys)
+    workspace.write_catalogue(guitar_catalogue(3, 10))
+    return workspace
