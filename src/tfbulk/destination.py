@@ -11,17 +11,13 @@ import os
 import shutil
 from pathlib import Path
 
-from tfbulk.errors import BadInput
+from tfbulk.errors import BadInput, DiskError
 from tfbulk.plan import UnsafePath
 
 FILE_MODE = 0o644
 DIR_MODE = 0o755
 PART_SUFFIX = ".part"
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
-
-
-class DiskError(Exception):
-    """Writing into the destination failed for a reason no retry will fix (full, read-only)."""
 
 
 class Destination:

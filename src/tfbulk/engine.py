@@ -8,7 +8,7 @@ Every attempt signs its URL at the moment of the request.
 
 from __future__ import annotations
 
-import math
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
@@ -19,7 +19,8 @@ from typing import TypeVar
 import anyio
 from anyio.abc import TaskGroup
 
-from tfbulk.destination import Destination, DiskError
+from tfbulk.destination import Destination
+from tfbulk.errors import DiskError
 from tfbulk.events import (
     Observer,
     SegmentFailed,
@@ -77,6 +78,7 @@ class Engine:
         self._queue: deque[Job] = deque()
         self._claiming = False
         self._in_flight = 0
+        self._ended = 0  # jobs finished so far: a claim that saw none end may call it a day
         self._drained = False
         self._stop_reason: str | None = None
         self._disk_error: str | None = None
@@ -99,7 +101,8 @@ class Engine:
         for job in self._queue:
             self._store.record(Parked(job.segment_id))
         self._queue.clear()
-        await self._db(self._store.flush)
+        with contextlib.suppress(DiskError):
+            await self._db(self._store.flush)
         return EngineResult(self._stop_reason, self._downloaded, self._disk_error)
 
     def request_stop(self, reason: str, *, grace: float = 0.0) -> None:
@@ -129,12 +132,11 @@ class Engine:
                     self._park(job)
             except DiskError as exc:
                 self._park(job)
-                if self._disk_error is None:
-                    self._disk_error = str(exc)
-                self.request_stop("disk")
+                self._disk_full(exc)
             finally:
                 self._job_scopes.discard(scope)
                 self._in_flight -= 1
+                self._ended += 1
                 self._wake()
 
     async def _next_job(self) -> Job | None:
@@ -146,10 +148,11 @@ class Engine:
             if self._claiming:
                 await self._wait(None)
                 continue
+            ended_before = self._ended
             jobs, due = await self._claim()
             if jobs:
                 self._queue.extend(jobs)
-            elif due is None and self._in_flight == 0:
+            elif due is None and self._in_flight == 0 and self._ended == ended_before:
                 self._drained = True
                 self._wake()
             else:
@@ -163,12 +166,17 @@ class Engine:
             jobs = await self._db(self._store.claim, batch, self._clock())
             due = None if jobs else await self._db(self._store.next_due)
             return jobs, due
+        except DiskError as exc:
+            self._disk_full(exc)
+            return [], None
         finally:
             self._claiming = False
             self._wake()
 
     async def _wait(self, due: float | None) -> None:
         """Sleep until woken (a job ended, a claim finished, a stop) or `due` comes."""
+        if self._stop_reason is not None or self._drained:
+            return
         timeout = IDLE_RECHECK if due is None else max(0.0, due - self._clock())
         event = self._wake_event
         with anyio.move_on_after(min(timeout, IDLE_RECHECK)):
@@ -298,14 +306,24 @@ class Engine:
         with scope:
             while True:
                 await anyio.sleep(FLUSH_INTERVAL)
-                await self._db(self._store.flush)
+                try:
+                    await self._db(self._store.flush)
+                except DiskError as exc:
+                    self._disk_full(exc)
+
+    def _disk_full(self, exc: DiskError) -> None:
+        """Stop starting downloads and park the rest; the first such message is reported."""
+        if self._disk_error is None:
+            self._disk_error = str(exc)
+        self.request_stop("disk")
 
     def _cancel_in_flight(self) -> None:
         for scope in list(self._job_scopes):
             scope.cancel()
 
     async def _cancel_after(self, grace: float) -> None:
+        """Let in-flight downloads finish for `grace` seconds, then park what is left."""
         with anyio.move_on_after(grace):
             while self._in_flight:
-                await self._wait(math.inf)
+                await self._wake_event.wait()
         self._cancel_in_flight()

@@ -13,6 +13,12 @@ class BadInput(TfbulkError):
     exit_code = 2
 
 
+class DiskError(TfbulkError):
+    """Writing files or state failed for a reason no retry fixes (disk full, read-only)."""
+
+    exit_code = 2
+
+
 class StateLocked(TfbulkError):
     """Another tfbulk run holds the lock on this state DB."""
 

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
-from typing import BinaryIO
 
 import anyio
 import httpx
@@ -27,7 +26,6 @@ from tfbulk.settings import Tuning
 from tfbulk.signing import redact
 from tfbulk.verify import HEAD_SIZE, VerifyError, check_body
 
-WRITE_BUFFER = 1 << 20
 HASH_BLOCK = 1 << 20
 ERROR_BODY_LIMIT = 4096
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
@@ -160,21 +158,22 @@ class Fetcher:
         body = _Body(received=0, head=b"", digest=hashlib.md5(usedforsecurity=False))
         if offset:
             body.head, body.digest = await anyio.to_thread.run_sync(_hash_file, part)
-        handle = self._open_part(part, offset)
+        fd = self._open_part(part, offset)
         try:
             async for chunk in response.aiter_raw():
                 if len(body.head) < HEAD_SIZE:
                     body.head += chunk[: HEAD_SIZE - len(body.head)]
                 body.digest.update(chunk)
-                self._write(handle, chunk, part)
+                self._write(fd, chunk, part)
                 body.received += len(chunk)
                 transfer.received = offset + body.received
-            self._sync(handle, part)
+            self._sync(fd, part)
         finally:
-            handle.close()
+            os.close(fd)
         return body
 
-    def _open_part(self, part: Path, offset: int) -> BinaryIO:
+    def _open_part(self, part: Path, offset: int) -> int:
+        """An unbuffered descriptor: chunks go straight to the kernel, no copy kept here."""
         flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if offset else os.O_TRUNC)
         try:
             fd = os.open(part, flags, FILE_MODE)
@@ -182,20 +181,21 @@ class Fetcher:
         except OSError as exc:
             self._dest.raise_if_disk(exc, part)
             raise AttemptFailed(Kind.CLIENT, f"cannot write {part}: {exc.strerror}") from None
-        return os.fdopen(fd, "ab" if offset else "wb", buffering=WRITE_BUFFER)
+        return fd
 
-    def _write(self, handle: BinaryIO, chunk: bytes, part: Path) -> None:
+    def _write(self, fd: int, chunk: bytes, part: Path) -> None:
+        view = memoryview(chunk)
         try:
-            handle.write(chunk)
+            while view:
+                view = view[os.write(fd, view) :]
         except OSError as exc:
             self._dest.raise_if_disk(exc, part)
             raise
 
-    def _sync(self, handle: BinaryIO, part: Path) -> None:
+    def _sync(self, fd: int, part: Path) -> None:
         """Data reaches the disk before the rename, so a power cut never leaves a short file."""
         try:
-            handle.flush()
-            os.fsync(handle.fileno())
+            os.fsync(fd)
         except OSError as exc:
             self._dest.raise_if_disk(exc, part)
             raise

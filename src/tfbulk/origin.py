@@ -149,7 +149,8 @@ class Fault:
     status: answer with this HTTP status instead of the body (with `retry_after` if set);
     html: answer 200 with an HTML error page; drop_after: send that many body bytes,
     then cut the connection; delay: wait that long before answering; wrong_md5: serve an
-    ETag that does not match the body; stall: stop sending mid-body for that long.
+    ETag that does not match the body; stall: stop sending mid-body for that long;
+    change_after: publish a new version of the object once this response is sent.
     """
 
     status: int | None = None
@@ -160,6 +161,7 @@ class Fault:
     delay: float = 0.0
     wrong_md5: bool = False
     stall: float = 0.0
+    change_after: bool = False
     used: int = field(default=0, compare=False)
 
     def applies(self) -> bool:
@@ -293,6 +295,8 @@ class Origin:
                 conn.start_next_cycle()
         except (ConnectionError, h11.RemoteProtocolError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            return  # the server is shutting down; nothing to report
         finally:
             with contextlib.suppress(Exception):
                 writer.close()
@@ -424,6 +428,8 @@ class Origin:
                 fault = None
             if self.speed:
                 await asyncio.sleep(len(data) / self.speed)
+        if fault and fault.change_after and isinstance(self.content, SyntheticContent):
+            self.content.change(record.path)
         if cut is not None and position < end:
             record.reason = "connection dropped (injected)"
             writer.transport.abort()

@@ -70,7 +70,5 @@ class RunDisplay:
             failures=report.failures,
             fancy=self.live,
         )
-        if report.message:
-            self.console.print(f"error: {report.message}")
         if report.stop_reason and report.exit_code in (75, 130):
             self.console.print("state saved; run the same command again to resume")

@@ -6,6 +6,7 @@ claim), so keeping state costs a transaction per batch rather than one per file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
@@ -18,7 +19,7 @@ from urllib.parse import quote
 
 from sqlite_utils import Database
 
-from tfbulk.errors import BadInput
+from tfbulk.errors import BadInput, DiskError
 from tfbulk.plan import PlanRow
 from tfbulk.state import (
     Attempted,
@@ -168,7 +169,7 @@ class SQLiteStore:
         return cls(path, conn, run_lock)
 
     def close(self) -> None:
-        self.flush()
+        self._flush_if_possible()
         self._conn.close()
         if self._lock:
             self._lock.release()
@@ -300,20 +301,31 @@ class SQLiteStore:
         self._buffer.append(outcome)
 
     def flush(self) -> None:
-        """Commit every buffered outcome in one transaction, in the order recorded."""
+        """Commit every buffered outcome in one transaction, in the order recorded.
+
+        If the disk is full the transaction rolls back, the outcomes stay buffered for a
+        later try, and DiskError tells the engine to stop.
+        """
         if not self._buffer:
             return
         now = time.time()
+        batch = list(self._buffer)
         with self._transaction():
-            while self._buffer:
-                outcome = self._buffer.popleft()
+            for outcome in batch:
                 self._conn.execute(_APPLY[type(outcome)], _params(outcome, now))
+        for _ in batch:
+            self._buffer.popleft()
+
+    def _flush_if_possible(self) -> None:
+        """Reads show committed state even when a full disk blocks the last outcomes."""
+        with contextlib.suppress(DiskError):
+            self.flush()
 
     # -- reading --------------------------------------------------------------------
 
     def summary(self, *, scoped: bool = True, course: int | None = None) -> Summary:
         """Counts per course and status: of this run's scope, or of the whole DB."""
-        self.flush()
+        self._flush_if_possible()
         where, params = self._filter(scoped=scoped, course=course)
         rows = self._conn.execute(
             "SELECT s.course_id, c.title, s.status, count(*), coalesce(sum(s.size), 0) "
@@ -332,7 +344,7 @@ class SQLiteStore:
         limit: int = -1,
     ) -> list[SegmentRecord]:
         """Segments in (course, id) order, filtered; `status --course` and `failed` show these."""
-        self.flush()
+        self._flush_if_possible()
         where, params = self._filter(scoped=scoped, course=course)
         if status:
             where = f"{where} {'AND' if where else 'WHERE'} s.status = ?"
@@ -373,13 +385,30 @@ class SQLiteStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
-        self._conn.execute("BEGIN IMMEDIATE")
+        """One IMMEDIATE transaction; a full disk surfaces as DiskError, never half-applied."""
         try:
-            yield
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise _disk_error(exc, self.path) from exc
+
+
+def _disk_error(exc: sqlite3.OperationalError, path: Path) -> Exception:
+    """A full or read-only disk under the state DB stops the run like a full destination."""
+    message = str(exc)
+    if "full" in message or "readonly" in message or "disk I/O" in message:
+        return DiskError(
+            f"cannot write the state DB {path}: {message}; free some space, then run again"
+        )
+    return exc
 
 
 def _summary_from(rows: Iterable[tuple[int, str | None, str, int, int]]) -> Summary:
