@@ -162,8 +162,8 @@ class Engine:
     async def _claim(self) -> tuple[list[Job], float | None]:
         self._claiming = True
         try:
-            batch = self._tuning.concurrency
-            jobs = await self._db(self._store.claim, batch, self._clock())
+            free = self._tuning.concurrency - self._in_flight
+            jobs = await self._db(self._store.claim, free, self._clock())
             due = None if jobs else await self._db(self._store.next_due)
             return jobs, due
         except DiskError as exc:
