@@ -6,16 +6,21 @@ code; tracebacks are for bugs, and even those never show local variables.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
 
 from tfbulk import __version__
-from tfbulk.credentials import build_signer
+from tfbulk.credentials import build_signer, load_public_key
+from tfbulk.demo import DemoOptions
+from tfbulk.demo import prepare as prepare_demo
+from tfbulk.display.checks import print_checks
 from tfbulk.display.console import RunDisplay, make_console
 from tfbulk.display.logfile import JsonLog
 from tfbulk.display.summary import (
@@ -25,9 +30,12 @@ from tfbulk.display.summary import (
     status_grid,
     totals_line,
 )
+from tfbulk.doctor import as_json as doctor_json
+from tfbulk.doctor import diagnose
 from tfbulk.errors import BadInput, TfbulkError
 from tfbulk.events import Broadcast, Observer
-from tfbulk.report import DryRunReport
+from tfbulk.origin import DirectoryContent, Origin, SyntheticContent
+from tfbulk.report import DryRunReport, RunReport
 from tfbulk.runner import dry_run, run
 from tfbulk.settings import (
     DEFAULT_EXPIRES,
@@ -40,6 +48,7 @@ from tfbulk.settings import (
     Tuning,
     check_positive,
     parse_duration,
+    parse_size,
     resolve_state,
 )
 from tfbulk.state import Store, open_store
@@ -263,30 +272,44 @@ def run_command(
         ),
         dry_run=dry_run_flag,
     )
-    human = sys.stderr if as_json else sys.stdout
     if settings.dry_run:
+        human = sys.stderr if as_json else sys.stdout
         return _print_dry_run(dry_run(settings), human, as_json=as_json)
-    live = progress if progress is not None else human.isatty()
-    display = RunDisplay(
-        human,
-        live=live,
-        quiet=quiet,
-        stats_interval=parse_duration(stats_interval, "--stats-interval"),
-    )
+    report = _execute(settings, _Output(as_json, quiet, progress, log_file, stats_interval))
+    if as_json:
+        _print_json(report.as_json())
+    return report.exit_code
+
+
+@dataclass(frozen=True)
+class _Output:
+    """How a run talks to people: the flags `run` and `demo` share."""
+
+    as_json: bool = False
+    quiet: bool = False
+    progress: bool | None = None
+    log_file: Path | None = None
+    stats_interval: str = "60s"
+
+
+def _execute(settings: RunSettings, output: _Output) -> RunReport:
+    """Run with the display the flags ask for; print the summary and any error."""
+    human = sys.stderr if output.as_json else sys.stdout
+    live = output.progress if output.progress is not None else human.isatty()
+    interval = parse_duration(output.stats_interval, "--stats-interval")
+    display = RunDisplay(human, live=live, quiet=output.quiet, stats_interval=interval)
     observers: list[Observer] = [display]
-    if log_file is not None:
-        observers.append(JsonLog(log_file))
+    if output.log_file is not None:
+        observers.append(JsonLog(output.log_file))
     try:
         report = run(settings, Broadcast(observers))
     finally:
         display.close()
     _print_warnings(report.warnings)
     display.finish(report)
-    if as_json:
-        _print_json(report.as_json())
     if report.message:
         typer.echo(f"tfbulk: error: {report.message}", err=True)
-    return report.exit_code
+    return report
 
 
 def _print_dry_run(report: DryRunReport, human: object, *, as_json: bool) -> int:
@@ -461,6 +484,182 @@ def sign_command(
     built = build_signer(settings)
     now = time.time() if expires_at is None else expires_at - settings.expires
     typer.echo(built.sign(url, now))
+    return 0
+
+
+# -- doctor, demo, origin ------------------------------------------------------------------
+
+
+@app.command("doctor")
+def doctor_command(
+    snapshot: Annotated[
+        Path | None,
+        typer.Option("--snapshot", envvar="TFBULK_SNAPSHOT", help="Catalogue snapshot (SQLite)."),
+    ] = None,
+    dest: Dest = Path("downloads"),
+    state: State = None,
+    course: Courses = None,
+    segment: Segments = None,
+    url_template: Annotated[
+        str, typer.Option("--url-template", envvar="TFBULK_URL_TEMPLATE", help="URL of a segment.")
+    ] = DEFAULT_URL_TEMPLATE,
+    path_template: Annotated[
+        str,
+        typer.Option(
+            "--path-template", envvar="TFBULK_PATH_TEMPLATE", help="File path under --dest."
+        ),
+    ] = DEFAULT_PATH_TEMPLATE,
+    signer: SignerKind = "cloudfront",
+    key_pair_id: KeyPairId = None,
+    private_key: PrivateKey = None,
+    expires: Expires = DEFAULT_EXPIRES,
+    probe: Annotated[
+        int, typer.Option("--probe", help="Send signed HEAD requests for N sampled segments.")
+    ] = 0,
+    as_json: AsJson = False,
+) -> int:
+    """Check snapshot, key, destination, free disk and state DB; non-zero if any check fails."""
+    if snapshot is None:
+        raise BadInput("--snapshot PATH (or TFBULK_SNAPSHOT) is required")
+    settings = RunSettings(
+        snapshot=snapshot,
+        dest=dest,
+        state=resolve_state(state, dest),
+        url_template=url_template,
+        path_template=path_template,
+        signer=_signer_settings(signer, key_pair_id, private_key, expires),
+        scope=Scope(courses=frozenset(course or ()), segments=frozenset(segment or ())),
+    )
+    checks = diagnose(settings, probe=probe)
+    if as_json:
+        _print_json(doctor_json(checks))
+    else:
+        fancy = sys.stdout.isatty()
+        print_checks(make_console(sys.stdout, terminal=fancy), checks, fancy=fancy)
+    return 1 if any(c.status == "fail" for c in checks) else 0
+
+
+@app.command("demo")
+def demo_command(
+    folder: Annotated[
+        Path | None,
+        typer.Option("--dir", help="Work here and keep it (default: a new temporary folder)."),
+    ] = None,
+    courses: Annotated[int, typer.Option("--courses", help="Courses in the sample catalogue.")] = 4,
+    segments: Annotated[int, typer.Option("--segments", help="Segments per course.")] = 12,
+    speed: Annotated[
+        str,
+        typer.Option("--speed", help="Origin speed per connection (e.g. 512k; 0 = unthrottled)."),
+    ] = "512k",
+    min_size: Annotated[str, typer.Option("--min-size", help="Smallest sample video.")] = "256k",
+    max_size: Annotated[str, typer.Option("--max-size", help="Largest sample video.")] = "3M",
+    concurrency: Annotated[int, typer.Option("--concurrency", help="Downloads at once.")] = 6,
+    faults: Annotated[
+        bool, typer.Option("--faults", help="Inject transient errors, a drop and a 404.")
+    ] = False,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress",
+            help="Live view (default: on a terminal).",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: AsJson = False,
+) -> int:
+    """A self-contained run on this machine: sample catalogue, throw-away key, local origin."""
+    options = DemoOptions(
+        folder=folder,
+        courses=check_positive(courses, "--courses"),
+        segments=check_positive(segments, "--segments"),
+        min_size=parse_size(min_size, "--min-size"),
+        max_size=max(parse_size(max_size, "--max-size"), parse_size(min_size, "--min-size")),
+        speed=parse_size(speed, "--speed"),
+        concurrency=check_positive(concurrency, "--concurrency"),
+        faults=faults,
+    )
+    setup = prepare_demo(options)
+    try:
+        report = _execute(setup.settings(options.concurrency), _Output(as_json, progress=progress))
+    finally:
+        setup.origin.stop()
+    if as_json:
+        _print_json(
+            report.as_json()
+            | {
+                "demo": {
+                    "folder": str(setup.folder),
+                    "origin": setup.origin.base_url,
+                    "faults": setup.faulty,
+                }
+            }
+        )
+        return report.exit_code
+    typer.echo(f"\nfiles: {setup.dest}\nstate DB: {setup.dest / '.tfbulk' / 'state.db'}")
+    typer.echo("the demo's origin has stopped; to look around or run it again by hand:")
+    for command in setup.commands():
+        typer.echo(f"  {command}")
+    return report.exit_code
+
+
+@app.command("origin")
+def origin_command(
+    synthetic: Annotated[
+        bool, typer.Option("--synthetic", help="Serve generated MP4 bodies for any *.mp4 path.")
+    ] = False,
+    root: Annotated[
+        Path | None, typer.Option("--root", help="Serve the files under this folder.")
+    ] = None,
+    public_key: Annotated[
+        Path | None,
+        typer.Option("--public-key", help="PEM public key: check CloudFront signatures with it."),
+    ] = None,
+    key_pair_id: Annotated[
+        str | None, typer.Option("--key-pair-id", help="The Key-Pair-Id the public key answers to.")
+    ] = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port (0 = any free port).")] = 8080,
+    speed: Annotated[
+        str, typer.Option("--speed", help="Throttle each connection (e.g. 1M; 0 = unthrottled).")
+    ] = "0",
+    min_size: Annotated[str, typer.Option("--min-size", help="Smallest synthetic body.")] = "256k",
+    max_size: Annotated[str, typer.Option("--max-size", help="Largest synthetic body.")] = "3M",
+) -> int:
+    """Serve a local CloudFront-like origin to rehearse a configuration (Ctrl-C stops it)."""
+    if synthetic == (root is not None):
+        raise BadInput("pass exactly one of --synthetic or --root DIR")
+    if root is not None and not root.is_dir():
+        raise BadInput(f"--root {root} is not a folder")
+    keys = None
+    if public_key is not None:
+        if not key_pair_id:
+            raise BadInput("--key-pair-id is required with --public-key")
+        keys = {key_pair_id: load_public_key(public_key)}
+    content = (
+        DirectoryContent(root)
+        if root is not None
+        else SyntheticContent(
+            parse_size(min_size, "--min-size"), parse_size(max_size, "--max-size")
+        )
+    )
+    server = Origin(
+        content=content,
+        public_keys=keys,
+        speed=parse_size(speed, "--speed") or None,
+        host=host,
+        port=port,
+    )
+    checking = (
+        f"checking signatures of key pair {key_pair_id}" if keys else "not checking signatures"
+    )
+    try:
+        asyncio.run(
+            server.serve(lambda o: typer.echo(f"serving {o.base_url} ({checking}); Ctrl-C stops"))
+        )
+    except OSError as exc:
+        raise BadInput(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    except KeyboardInterrupt:
+        typer.echo("origin stopped")
     return 0
 
 

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from tfbulk.signing.cloudfront import verify_canned
 
 BLOCK = 64 * 1024
+MD5_ETAG_LIMIT = 512 << 20  # bigger bodies get multipart-style ETags, as S3 gives them
 SEND_CHUNK = 64 * 1024
 LAST_MODIFIED = formatdate(1_700_000_000, usegmt=True)
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)")
@@ -84,11 +85,15 @@ class SyntheticContent:
         return bytes(out)
 
     def etag(self, path: str) -> str:
+        """A plain MD5 ETag like S3's; past MD5_ETAG_LIMIT a multipart-style `-N` one."""
         version = self._versions.get(path, 0)
         key = (path, version)
+        size = self.size(path) or 0
+        if size > MD5_ETAG_LIMIT:
+            tag = hashlib.md5(f"{self.seed}:{path}:{version}".encode(), usedforsecurity=False)
+            return f'"{tag.hexdigest()}-{1 + size // (64 << 20)}"'
         if key not in self._md5:
             digest = hashlib.md5(usedforsecurity=False)
-            size = self.size(path) or 0
             for start in range(0, size, 1 << 20):
                 digest.update(self.read(path, start, min(size, start + (1 << 20))))
             self._md5[key] = digest.hexdigest()
@@ -130,9 +135,12 @@ class DirectoryContent:
 
 
 def _mp4_header(size: int) -> bytes:
+    """`ftyp` then the `mdat` box header (64-bit `largesize` form past 4 GiB)."""
     ftyp = struct.pack(">I4s4sI8s", 24, b"ftyp", b"isom", 0x200, b"isomiso2")
-    mdat = struct.pack(">I4s", max(8, size - len(ftyp)), b"mdat")
-    return ftyp + mdat
+    payload = max(8, size - len(ftyp))
+    if payload <= 0xFFFFFFFF:
+        return ftyp + struct.pack(">I4s", payload, b"mdat")
+    return ftyp + struct.pack(">I4sQ", 1, b"mdat", payload)
 
 
 def _noise_block(key: str, index: int) -> bytes:
@@ -396,7 +404,9 @@ class Origin:
             common.append(("Content-Range", f"bytes {start}-{end - 1}/{size}"))
         common += [("Content-Type", "video/mp4"), ("Content-Length", str(end - start))]
         record.status = status
-        response = h11.Response(status_code=status, headers=_h(common), reason=_reason(status))
+        response = h11.Response(
+            status_code=status, headers=_h(common, self.clock()), reason=_reason(status)
+        )
         await _write(writer, conn.send(response))
         if record.method == "HEAD":
             await _write(writer, conn.send(h11.EndOfMessage()))
@@ -466,7 +476,9 @@ class Origin:
     ) -> bool:
         record.status = status
         headers = [*headers, ("Content-Length", str(len(body)))]
-        response = h11.Response(status_code=status, headers=_h(headers), reason=_reason(status))
+        response = h11.Response(
+            status_code=status, headers=_h(headers, self.clock()), reason=_reason(status)
+        )
         await _write(writer, conn.send(response))
         if record.method != "HEAD":
             await _write(writer, conn.send(h11.Data(data=body)))
@@ -504,5 +516,7 @@ def _reason(status: int) -> bytes:
     return HTTPStatus(status).phrase.encode()
 
 
-def _h(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    return [(k.encode(), v.encode("latin-1")) for k, v in [("Server", "tfbulk-origin"), *headers]]
+def _h(headers: list[tuple[str, str]], now: float) -> list[tuple[bytes, bytes]]:
+    """Header bytes, with the Server and Date (from the origin's clock) every response has."""
+    standard = [("Server", "tfbulk-origin"), ("Date", formatdate(now, usegmt=True))]
+    return [(k.encode(), v.encode("latin-1")) for k, v in [*standard, *headers]]

@@ -93,6 +93,18 @@ class RunSettings:
     dry_run: bool = False
 
 
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmg]?)i?b?")
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_size(text: str, what: str) -> int:
+    """Bytes in `512k`, `2M`, `1.5GiB` or a bare number (binary units)."""
+    match = _SIZE.fullmatch(text.strip().lower())
+    if not match:
+        raise BadInput(f"{what}: {text!r} is not a size; use e.g. 512k, 2M or 1G")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+
+
 def default_state_path(dest: Path) -> Path:
     """The state DB lives with the files it describes unless told otherwise."""
     return dest / ".tfbulk" / "state.db"

@@ -1,0 +1,439 @@
+"""`tfbulk doctor`: will tonight's run work? Every check, each with one line of advice.
+
+Checks reuse the run's own pieces (snapshot reader, planner, signer, state store, lock), so
+a green doctor means the same code will accept the same inputs. Nothing is written.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import time
+from dataclasses import asdict, dataclass, field
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+
+import httpx
+
+from tfbulk import __version__
+from tfbulk.credentials import build_signer, is_world_readable, load_private_key
+from tfbulk.display.format import human_bytes, human_duration
+from tfbulk.errors import BadInput
+from tfbulk.plan import PlanRow, PlanStats, Segment, Template, plan_rows, render_url, video_key
+from tfbulk.retry import FORBIDDEN_HINT
+from tfbulk.settings import RunSettings
+from tfbulk.signing import Signer, redact
+from tfbulk.snapshot import Snapshot
+from tfbulk.state.lock import RunLock
+from tfbulk.state.sqlite import SCHEMA_VERSION
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+CLOCK_SKEW_LIMIT = 60.0
+PROBE_TIMEOUT = 15.0
+
+
+@dataclass(frozen=True)
+class Check:
+    area: str
+    name: str
+    status: str
+    detail: str
+    advice: str = ""
+
+
+@dataclass
+class _Findings:
+    """What earlier checks learned that later ones use."""
+
+    rows: list[PlanRow] = field(default_factory=list)
+    signer: Signer | None = None
+    url_template: Template | None = None
+    probed_sizes: list[int] = field(default_factory=list)
+    remaining: int | None = None
+    average_size: float | None = None
+
+
+def diagnose(settings: RunSettings, *, probe: int = 0) -> list[Check]:
+    """Run every check in order; later checks use what earlier ones found."""
+    found = _Findings()
+    checks = _snapshot_checks(settings, found)
+    checks += _signing_checks(settings, found)
+    checks += _state_checks(settings, found)
+    if probe:
+        checks += _probe_checks(found, probe)
+    checks += _destination_checks(settings, found)
+    return checks
+
+
+def as_json(checks: list[Check]) -> dict[str, object]:
+    return {
+        "ok": not any(c.status == FAIL for c in checks),
+        "version": __version__,
+        "checks": [asdict(c) for c in checks],
+    }
+
+
+# -- snapshot -----------------------------------------------------------------------------
+
+
+def _snapshot_checks(settings: RunSettings, found: _Findings) -> list[Check]:
+    try:
+        path_template = Template(settings.path_template, "--path-template")
+        snapshot = Snapshot.open(settings.snapshot)
+    except BadInput as exc:
+        return [
+            Check(
+                "snapshot",
+                "opens read-only, schema valid",
+                FAIL,
+                str(exc),
+                "pass --snapshot PATH to the catalogue's SQLite snapshot",
+            )
+        ]
+    with snapshot:
+        counts = snapshot.counts()
+        stats = PlanStats()
+        found.rows = list(plan_rows(snapshot.segments(), settings.scope, path_template, stats))
+    checks = [
+        Check(
+            "snapshot",
+            "opens read-only, schema valid",
+            OK,
+            f"{counts.courses:,} courses, {counts.channels:,} channels, "
+            f"{counts.segments:,} segments",
+        ),
+        Check(
+            "snapshot",
+            "downloadable segments",
+            OK if stats.planned else FAIL,
+            f"{stats.planned:,} in scope across {len(stats.courses):,} courses "
+            f"({stats.no_video:,} without video)",
+            "" if stats.planned else "check --course/--segment, or the snapshot's video fields",
+        ),
+    ]
+    if stats.refused:
+        checks.append(
+            Check(
+                "snapshot",
+                "paths stay inside --dest",
+                WARN,
+                f"{stats.refused:,} segments would be refused (unsafe path)",
+                "check --path-template and those segments' video fields",
+            )
+        )
+    return checks
+
+
+# -- signing ------------------------------------------------------------------------------
+
+
+def _signing_checks(settings: RunSettings, found: _Findings) -> list[Check]:
+    signer = settings.signer
+    checks: list[Check] = []
+    try:
+        found.url_template = Template(settings.url_template, "--url-template")
+    except BadInput as exc:
+        return [Check("signing", "URL template", FAIL, str(exc), "fix --url-template")]
+    if signer.kind == "cloudfront":
+        checks += _key_checks(settings)
+    try:
+        found.signer = build_signer(signer)
+    except BadInput as exc:
+        if not any(c.status == FAIL for c in checks):
+            checks.append(Check("signing", "signer", FAIL, str(exc), "see docs/signers.md"))
+        return checks
+    if signer.kind == "none":
+        return [Check("signing", "signer", OK, "URLs are not signed (--signer none)")]
+    if found.rows:
+        url = _url_of(found.rows[0], found.url_template)
+        found.signer.sign(url, time.time())
+        checks.append(
+            Check(
+                "signing",
+                "a sample URL signs",
+                OK,
+                f"{redact(url)} (valid {human_duration(signer.expires)})",
+            )
+        )
+    return checks
+
+
+def _key_checks(settings: RunSettings) -> list[Check]:
+    signer = settings.signer
+    checks = [
+        Check("signing", "key pair ID given", OK, signer.key_pair_id)
+        if signer.key_pair_id
+        else Check(
+            "signing",
+            "key pair ID given",
+            FAIL,
+            "no --key-pair-id",
+            "pass --key-pair-id or set TFBULK_KEY_PAIR_ID (CloudFront public key ID)",
+        )
+    ]
+    if signer.private_key is None:
+        return [
+            *checks,
+            Check(
+                "signing",
+                "private key",
+                FAIL,
+                "no --private-key",
+                "pass --private-key PATH or set TFBULK_PRIVATE_KEY_FILE",
+            ),
+        ]
+    try:
+        key = load_private_key(signer.private_key)
+    except BadInput as exc:
+        return [
+            *checks,
+            Check(
+                "signing", "private key", FAIL, str(exc), "export the key pair's private key as PEM"
+            ),
+        ]
+    checks.append(
+        Check("signing", "private key", OK, f"{signer.private_key}: RSA {key.key_size}-bit")
+    )
+    if is_world_readable(signer.private_key):
+        checks.append(
+            Check(
+                "signing",
+                "private key permissions",
+                WARN,
+                "readable by every user on this machine",
+                f"chmod 600 {signer.private_key}",
+            )
+        )
+    return checks
+
+
+def _url_of(row: PlanRow, template: Template | None) -> str:
+    assert template is not None
+    segment = Segment(row.segment_id, row.course_id, row.channel_id, video_key(row.video) or "")
+    return render_url(template, segment)
+
+
+# -- state DB -----------------------------------------------------------------------------
+
+
+def _state_checks(settings: RunSettings, found: _Findings) -> list[Check]:
+    path = Path(settings.state)
+    if settings.state.startswith(("postgresql://", "postgres://")):
+        return [Check("state", "state DB", WARN, "PostgreSQL state is not checked here")]
+    if not path.exists():
+        found.remaining = len(found.rows)
+        return [Check("state", "state DB", OK, f"{path} will be created by the first run")]
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
+        version_row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    except sqlite3.DatabaseError as exc:
+        return [
+            Check(
+                "state",
+                "state DB opens",
+                FAIL,
+                f"{path}: {exc}",
+                "move it aside; the next run rebuilds state and skips finished files",
+            )
+        ]
+    checks = [_integrity(path, integrity), _schema(version_row)]
+    _learn_sizes(conn, found)
+    conn.close()
+    holder = RunLock(path.with_name(path.name + ".lock")).holder()
+    checks.append(
+        Check(
+            "state",
+            "not locked",
+            WARN,
+            f"a tfbulk run (PID {holder}) is using it now",
+            "a second run now would exit 3; wait for it or stop it",
+        )
+        if holder
+        else Check("state", "not locked", OK, "no run holds the lock")
+    )
+    return checks
+
+
+def _integrity(path: Path, result: str) -> Check:
+    if result == "ok":
+        return Check("state", "integrity check", OK, f"{path}: ok")
+    return Check(
+        "state",
+        "integrity check",
+        FAIL,
+        f"{path}: {result}",
+        "move it aside; the next run rebuilds state and skips finished files",
+    )
+
+
+def _schema(row: tuple[str] | None) -> Check:
+    version = int(row[0]) if row else 0
+    if version == SCHEMA_VERSION:
+        return Check("state", "schema version", OK, f"version {version}")
+    return Check(
+        "state",
+        "schema version",
+        FAIL,
+        f"version {version}, this tfbulk knows {SCHEMA_VERSION}",
+        "use the tfbulk version that wrote it, or upgrade",
+    )
+
+
+def _learn_sizes(conn: sqlite3.Connection, found: _Findings) -> None:
+    """Average finished size and how many planned segments are not done yet."""
+    done = dict(conn.execute("SELECT id, size FROM segments WHERE status IN ('success','skipped')"))
+    sizes = [size for size in done.values() if size]
+    found.average_size = sum(sizes) / len(sizes) if sizes else None
+    found.remaining = sum(1 for row in found.rows if row.segment_id not in done)
+
+
+# -- probe ---------------------------------------------------------------------------------
+
+
+def _probe_checks(found: _Findings, count: int) -> list[Check]:
+    if not found.rows or found.signer is None or found.url_template is None:
+        return [
+            Check(
+                "probe",
+                "signed HEAD requests",
+                FAIL,
+                "nothing to probe",
+                "fix the snapshot and signing checks first",
+            )
+        ]
+    step = max(1, len(found.rows) // count)
+    sample = found.rows[::step][:count]
+    checks = []
+    skews: list[float] = []
+    with httpx.Client(
+        timeout=PROBE_TIMEOUT, headers={"User-Agent": f"tfbulk/{__version__}"}
+    ) as client:
+        for row in sample:
+            check, skew = _probe_one(client, row, found)
+            checks.append(check)
+            if skew is not None:
+                skews.append(skew)
+    if skews:
+        worst = max(skews, key=abs)
+        checks.append(
+            Check(
+                "probe",
+                "clock",
+                WARN,
+                f"server clock differs by {worst:+.0f}s",
+                "sync this machine's clock (NTP): signatures carry absolute expiry times",
+            )
+            if abs(worst) > CLOCK_SKEW_LIMIT
+            else Check("probe", "clock", OK, f"within {abs(worst):.0f}s of the server's Date")
+        )
+    return checks
+
+
+def _probe_one(client: httpx.Client, row: PlanRow, found: _Findings) -> tuple[Check, float | None]:
+    assert found.signer is not None
+    url = _url_of(row, found.url_template)
+    name = f"segment {row.segment_id}"
+    started = time.monotonic()
+    try:
+        response = client.head(found.signer.sign(url, time.time()))
+    except httpx.HTTPError as exc:
+        return Check(
+            "probe",
+            name,
+            FAIL,
+            redact(f"{type(exc).__name__}: {exc}"),
+            "check the URL template, DNS and network",
+        ), None
+    latency = time.monotonic() - started
+    skew = _skew(response)
+    if response.status_code == 200:
+        size = int(response.headers.get("content-length", 0))
+        found.probed_sizes.append(size)
+        return Check("probe", name, OK, f"200, {human_bytes(size)}, {latency * 1000:.0f} ms"), skew
+    advice = FORBIDDEN_HINT if response.status_code == 403 else "see `tfbulk failed` after a run"
+    return Check(
+        "probe", name, FAIL, f"HTTP {response.status_code}, {latency * 1000:.0f} ms", advice
+    ), skew
+
+
+def _skew(response: httpx.Response) -> float | None:
+    try:
+        server = parsedate_to_datetime(response.headers["date"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return None
+    return server - time.time()
+
+
+# -- destination -------------------------------------------------------------------------
+
+
+def _destination_checks(settings: RunSettings, found: _Findings) -> list[Check]:
+    dest = settings.dest
+    existing = _nearest_existing(dest)
+    if existing is None or not existing.is_dir():
+        return [
+            Check(
+                "destination",
+                "exists or can be created",
+                FAIL,
+                f"{dest}: {existing} is not a folder",
+                "pass another --dest",
+            )
+        ]
+    checks = [_writable(dest, existing)]
+    free = shutil.disk_usage(existing).free
+    checks.append(_space(free, found))
+    return checks
+
+
+def _nearest_existing(path: Path) -> Path | None:
+    path = path.absolute()
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def _writable(dest: Path, existing: Path) -> Check:
+    probe = existing / f".tfbulk-doctor-{time.time_ns()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        return Check(
+            "destination",
+            "writable",
+            FAIL,
+            f"{existing}: {exc.strerror}",
+            "fix its permissions or pass another --dest",
+        )
+    what = "exists" if existing == dest.absolute() else f"will be created under {existing}"
+    return Check("destination", "writable", OK, f"{dest} {what}")
+
+
+def _space(free: int, found: _Findings) -> Check:
+    sizes = found.probed_sizes
+    average = sum(sizes) / len(sizes) if sizes else found.average_size
+    remaining = found.remaining if found.remaining is not None else len(found.rows)
+    if average is None:
+        return Check(
+            "destination",
+            "free space",
+            OK,
+            f"{human_bytes(free)} free (no size estimate yet: add --probe N)",
+        )
+    needed = int(average * remaining)
+    detail = (
+        f"{human_bytes(free)} free, about {human_bytes(needed)} still needed "
+        f"({remaining:,} segments × {human_bytes(average)})"
+    )
+    if needed > free:
+        return Check(
+            "destination",
+            "free space",
+            FAIL,
+            detail,
+            "free some space or pass a --dest on a larger disk",
+        )
+    return Check("destination", "free space", OK, detail)
