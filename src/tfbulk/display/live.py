@@ -29,14 +29,9 @@ class LiveView:
         self._tracker = tracker
         self._console = console
         self._live: Live | None = None
-        self._title = ""
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted) and self._live is None:
-            self._title = (
-                f"tfbulk · {event.total:,} segments · {event.scope} → {event.dest} · "
-                f"{event.concurrency} at once"
-            )
             self._live = Live(
                 get_renderable=self._frame,
                 console=self._console,
@@ -56,41 +51,31 @@ class LiveView:
 
     def _frame(self) -> RenderableType:
         snap = self._tracker.snapshot()
-        height = self._console.size.height
+        width, height = self._console.size
+        errors = snap.errors[-ERRORS_MAX:]
+        transfer_rows, course_rows = _budget(height, snap, len(errors))
         parts: list[RenderableType] = [
-            Text(self._title, style="bold", overflow="ellipsis", no_wrap=True)
-        ]
-        parts += [
+            Text(_title(self._tracker.started), style="bold", overflow="ellipsis", no_wrap=True),
             self._overall(snap),
             status_grid(
-                success=snap.success,
-                processing=snap.processing,
-                queued=snap.queued,
-                failed=snap.failed,
-                skipped=snap.skipped,
-                fancy=True,
+                success=snap.success, processing=snap.processing, queued=snap.queued,
+                failed=snap.failed, skipped=snap.skipped, fancy=True,
             ),
-        ]
-        budget = max(6, height - 6)
-        errors = snap.errors[-ERRORS_MAX:]
-        budget -= len(errors) + (1 if errors else 0)
-        courses_room = min(COURSES_MAX, max(2, budget // 2))
-        transfers_room = max(1, budget - min(courses_room, len(snap.courses)) - 2)
-        if snap.transfers:
-            parts.append(self._transfers(snap, transfers_room))
-        if snap.courses:
-            parts.append(self._courses(snap, courses_room))
-        if errors:
-            parts.append(Text("recent errors", style="bold red"))
+        ]  # fmt: skip
+        if snap.transfers and transfer_rows:
             parts += [
-                Text(
-                    f"  segment {sid} (course {cid}): {reason}",
-                    style="red",
-                    overflow="ellipsis",
-                    no_wrap=True,
-                )
-                for sid, cid, reason in errors
+                _label("downloading"),
+                self._transfers(snap, transfer_rows, wide=width >= 110),
             ]
+        if snap.courses and course_rows:
+            parts += [_label("courses"), self._courses(snap, course_rows)]
+        if errors:
+            parts.append(_label("recent errors", style="bold red"))
+            parts += [
+                Text(f"  segment {sid} (course {cid}): {reason}", style="red",
+                     overflow="ellipsis", no_wrap=True)
+                for sid, cid, reason in errors
+            ]  # fmt: skip
         if snap.stopping:
             parts.append(Text(f"stopping: {snap.stopping}", style="bold yellow"))
         return Group(*parts)
@@ -107,26 +92,27 @@ class LiveView:
         )
         return table
 
-    def _transfers(self, snap: Snapshot, room: int) -> RenderableType:
+    def _transfers(self, snap: Snapshot, room: int, *, wide: bool) -> RenderableType:
         now = time.time()
         table = Table.grid(padding=(0, 1))
         for justify in ("right", "right", "left", "right", "right"):
             table.add_column(justify=justify, no_wrap=True)  # type: ignore[arg-type]
+        if wide:
+            table.add_column(no_wrap=True, overflow="ellipsis", max_width=40)
         shown = snap.transfers[:room]
         for t in shown:
-            moved = max(0, t.received - t.resumed_from)
-            speed = moved / max(now - t.started, 1e-3)
+            speed = max(0, t.received - t.resumed_from) / max(now - t.started, 1e-3)
             size = human_bytes(t.size) if t.size else "?"
             bar = ProgressBar(total=t.size or 1, completed=t.received if t.size else 0, width=16)
-            table.add_row(
-                f"↓ {t.segment_id}",
-                f"c{t.course_id}",
-                bar,
-                f"{human_bytes(t.received)}/{size}",
-                human_rate(speed),
-            )
+            cells: list[RenderableType] = [
+                f"↓ {t.segment_id}", f"c{t.course_id}", bar,
+                f"{human_bytes(t.received)}/{size}", human_rate(speed),
+            ]  # fmt: skip
+            if wide:
+                cells.append(Text(t.title or "", style="dim"))
+            table.add_row(*cells)
         if len(snap.transfers) > len(shown):
-            table.add_row("", "", f"… {len(snap.transfers) - len(shown)} more downloading", "", "")
+            table.add_row("", "", f"… {len(snap.transfers) - len(shown)} more downloading")
         return table
 
     def _courses(self, snap: Snapshot, room: int) -> RenderableType:
@@ -150,3 +136,34 @@ class LiveView:
         if len(active) > len(shown):
             table.add_row("", f"and {len(active) - len(shown)} more courses", "", "")
         return table
+
+
+def _title(started: RunStarted | None) -> str:
+    if started is None:
+        return "tfbulk"
+    return (
+        f"tfbulk · {started.total:,} segments · {started.scope} → {started.dest} · "
+        f"{started.concurrency} at once"
+    )
+
+
+def _label(text: str, style: str = "dim") -> Text:
+    return Text(text, style=style)
+
+
+def _budget(height: int, snap: Snapshot, errors: int) -> tuple[int, int]:
+    """Rows for transfers and courses so the frame fits the terminal's height.
+
+    Fixed lines (title, bar, grid, errors, stop notice, a spare line) come first;
+    transfers get what they need up to half the rest, courses the remainder (≤ 8).
+    """
+    fixed = 3 + (errors + 1 if errors else 0) + (1 if snap.stopping else 0) + 1
+    room = max(0, height - fixed)
+    wanted_courses = min(COURSES_MAX, len(snap.courses))
+    course_lines = min(wanted_courses, max(0, room // 2 - 2))
+    transfers = min(
+        len(snap.transfers), max(0, room - (course_lines + 2 if course_lines else 0) - 1)
+    )
+    room_left = room - (transfers + 1 if transfers else 0)
+    courses = min(wanted_courses, max(0, room_left - 2))
+    return transfers, courses

@@ -22,9 +22,19 @@ COURSES_SHOWN = 200
 
 
 def status_grid(
-    *, success: int, processing: int, queued: int, failed: int, skipped: int, fancy: bool
+    *,
+    success: int,
+    processing: int,
+    queued: int,
+    failed: int,
+    skipped: int,
+    fancy: bool,
+    compact: bool = False,
 ) -> Text:
-    """The original dashboard's five counters, with emoji in a terminal, words in a log."""
+    """The original dashboard's five counters, with emoji in a terminal, words in a log.
+
+    `compact` drops the labels so the grid stays on one line in a narrow terminal.
+    """
     if fancy:
         items = [
             ("✅", success, "successful", "green"),
@@ -37,8 +47,10 @@ def status_grid(
         for index, (icon, count, label, style) in enumerate(items):
             if index:
                 text.append("  ")
-            text.append(f"{icon} {count:,} ", style=f"bold {style}")
-            text.append(label, style="dim")
+            text.append(f"{icon} {count:,}", style=f"bold {style}")
+            if not compact:
+                text.append(f" {label}", style="dim")
+        text.no_wrap, text.overflow = True, "ellipsis"
         return text
     return Text(
         f"successful {success:,} · processing {processing:,} · queued {queued:,} · "
