@@ -565,6 +565,9 @@ def demo_command(
             show_default=False,
         ),
     ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Errors and a one-line summary only.")
+    ] = False,
     as_json: AsJson = False,
 ) -> int:
     """A self-contained run on this machine: sample catalogue, throw-away key, local origin."""
@@ -580,7 +583,8 @@ def demo_command(
     )
     setup = prepare_demo(options)
     try:
-        report = _execute(setup.settings(options.concurrency), _Output(as_json, progress=progress))
+        output = _Output(as_json, quiet=quiet, progress=progress)
+        report = _execute(setup.settings(options.concurrency), output)
     finally:
         setup.origin.stop()
     if as_json:
@@ -594,6 +598,8 @@ def demo_command(
                 }
             }
         )
+        return report.exit_code
+    if quiet:
         return report.exit_code
     typer.echo(f"\nfiles: {setup.dest}\nstate DB: {setup.dest / '.tfbulk' / 'state.db'}")
     typer.echo("the demo's origin has stopped; to look around or run it again by hand:")

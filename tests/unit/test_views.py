@@ -167,3 +167,15 @@ def test_json_log_appends_one_object_per_event_and_redacts(tmp_path: Path) -> No
     assert [e["event"] for e in events] == ["run_start", "segment_failed", "run_end"] * 2
     assert "Signature=REDACTED" in events[1]["reason"] and "abc" not in events[1]["reason"]
     assert events[2]["failed"] == 1 and events[2]["exit_code"] == 1
+
+
+def test_first_stats_line_already_has_a_rate() -> None:
+    now = [100.0]
+    tracker = RunTracker(clock=lambda: now[0])
+    tracker(RunStarted(10, 0, 0, 10, 2, "/d", "all courses", COURSES))
+    tracker(SegmentStarted(Transfer(1, 1, None, 0.0, 1)))
+    tracker(SegmentFinished(1, 1, "success", 5_000_000, 1.0, 5_000_000))
+    now[0] = 105.0
+    snap = tracker.snapshot()
+    assert snap.rate_files == pytest.approx(1 / 5)
+    assert snap.eta == pytest.approx(9 * 5)

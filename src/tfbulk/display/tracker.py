@@ -93,6 +93,7 @@ class RunTracker:
         match event:
             case RunStarted():
                 self.started, self.start_time = event, self.clock()
+                self._samples.append((self.start_time, 0, 0))  # first rates: since the start
                 for course in event.courses:
                     self.courses[course.course_id] = CourseProgress(
                         course.course_id, course.title, course.total, course.done, course.failed
