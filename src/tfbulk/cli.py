@@ -17,6 +17,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from tfbulk import __version__
+from tfbulk.audit import AuditReport, audit
 from tfbulk.credentials import build_signer, load_public_key
 from tfbulk.demo import DemoOptions
 from tfbulk.demo import prepare as prepare_demo
@@ -462,6 +463,48 @@ def retry_command(
             "run `tfbulk run` with the same flags to download them"
         )
     return 0
+
+
+@app.command("verify")
+def verify_command(
+    dest: Dest = Path("downloads"),
+    state: State = None,
+    course: Annotated[int | None, typer.Option("--course", help="Only this course.")] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="Also re-hash every file against its recorded MD5.")
+    ] = False,
+    dry_run_flag: Annotated[
+        bool, typer.Option("--dry-run", help="Report problems; requeue nothing.")
+    ] = False,
+    as_json: AsJson = False,
+) -> int:
+    """Re-check finished files against the state DB; requeue missing or damaged ones."""
+    store = _open_existing(state, dest)
+    try:
+        report = audit(store, dest, full=full, course=course)
+        reasons = {p.segment_id: f"verify: {p.reason}" for p in report.problems}
+        requeued = store.requeue(reasons) if reasons and not dry_run_flag else 0
+    finally:
+        store.close()
+    if as_json:
+        problems = [vars(p) for p in report.problems]
+        _print_json({"checked": report.checked, "problems": problems, "requeued": requeued})
+    else:
+        _print_audit(report, requeued, dry_run=dry_run_flag)
+    return 1 if report.problems else 0
+
+
+def _print_audit(report: AuditReport, requeued: int, *, dry_run: bool) -> None:
+    for problem in report.problems:
+        typer.echo(f"segment {problem.segment_id} (course {problem.course_id}) "
+                   f"{problem.path}: {problem.reason}")  # fmt: skip
+    typer.echo(f"checked {report.checked:,} finished segments: {len(report.problems):,} problems")
+    if requeued:
+        typer.echo(
+            f"requeued {requeued:,}; run `tfbulk run` with the same flags to fetch them again"
+        )
+    elif dry_run and report.problems:
+        typer.echo("dry run: nothing was changed")
 
 
 # -- sign ------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ shared PostgreSQL store can stand in for it without the engine noticing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -149,6 +149,7 @@ class SegmentRecord:
     attempts: int
     size: int | None
     error: str | None
+    md5: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +188,11 @@ class Store(Protocol):
         limit: int = -1,
     ) -> list[SegmentRecord]: ...
 
+    def finished(self, *, course: int | None = None) -> Iterator[SegmentRecord]: ...
+
     def requeue_failed(self, courses: Iterable[int], segments: Iterable[int]) -> int: ...
+
+    def requeue(self, reasons: Mapping[int, str]) -> int: ...
 
     def close(self) -> None: ...
 

@@ -92,6 +92,7 @@ WHERE {_CHANGED} OR segments.title IS NOT excluded.title
    OR segments.channel_id IS NOT excluded.channel_id
 """
 
+_RECORD_COLUMNS = "s.id, s.course_id, s.title, s.path, s.status, s.attempts, s.size, s.error, s.md5"
 _CLAIM = """
 UPDATE segments SET status = 'processing', started_at = :now, updated_at = :now
 WHERE id IN (
@@ -350,11 +351,31 @@ class SQLiteStore:
             where = f"{where} {'AND' if where else 'WHERE'} s.status = ?"
             params = (*params, status)
         rows = self._conn.execute(
-            "SELECT s.id, s.course_id, s.title, s.path, s.status, s.attempts, s.size, s.error "
-            f"FROM segments s {where} ORDER BY s.course_id, s.id LIMIT ?",
+            f"SELECT {_RECORD_COLUMNS} FROM segments s {where} ORDER BY s.course_id, s.id LIMIT ?",
             (*params, limit),
         )
         return [SegmentRecord(*row) for row in rows]
+
+    def finished(self, *, course: int | None = None) -> Iterator[SegmentRecord]:
+        """Every `success`/`skipped` segment, streamed (100,000 rows never sit in memory)."""
+        self._flush_if_possible()
+        where, params = self._filter(scoped=False, course=course)
+        where = f"{where} {'AND' if where else 'WHERE'} s.status IN ('success', 'skipped')"
+        cursor = self._conn.execute(
+            f"SELECT {_RECORD_COLUMNS} FROM segments s {where} ORDER BY s.course_id, s.id", params
+        )
+        while rows := cursor.fetchmany(1000):
+            yield from (SegmentRecord(*row) for row in rows)
+
+    def requeue(self, reasons: Mapping[int, str]) -> int:
+        """Back to pending with the reason, replacing whatever is at the final path."""
+        with self._transaction():
+            self._conn.executemany(
+                "UPDATE segments SET status = 'pending', replace = 1, error = ?, size = NULL, "
+                "md5 = NULL, run_attempts = 0, last_kind = NULL, next_at = 0 WHERE id = ?",
+                [(reason, sid) for sid, reason in reasons.items()],
+            )
+        return len(reasons)
 
     def requeue_failed(self, courses: Iterable[int], segments: Iterable[int]) -> int:
         """`tfbulk retry`: failed → pending (all, or only those courses/segments)."""
