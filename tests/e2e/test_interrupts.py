@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 
 import pytest
 
@@ -50,8 +51,10 @@ def test_signal_stops_cleanly_with_130_then_resumes(slow_ws: Workspace, signum: 
     ws = slow_ws
     proc = ws.start("--concurrency", "4", "--no-progress")
     wait_for(lambda: len(ws.final_files()) >= 3 and ws.part_files(), what="work in flight")
+    stopped_at = time.monotonic()
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=10)
+    assert time.monotonic() - stopped_at < 5, "in-flight downloads must be parked promptly"
     assert proc.returncode == 130, err
     assert "stopping: interrupted" in out
     assert "run the same command again to resume" in out
@@ -102,3 +105,17 @@ def test_lock_is_released_by_sigkill(slow_ws: Workspace) -> None:
     proc.kill()
     proc.wait(timeout=10)
     assert ws.run().code == 0
+
+
+def test_second_ctrl_c_leaves_at_once_and_state_stays_consistent(slow_ws: Workspace) -> None:
+    ws = slow_ws
+    proc = ws.start("--concurrency", "4", "--no-progress")
+    wait_for(lambda: len(ws.final_files()) >= 3 and ws.part_files(), what="work in flight")
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert_no_half_files(ws)
+    result = ws.run()
+    assert result.code == 0, result.stderr
+    ws.assert_all_identical()
