@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import time
 from pathlib import Path
 
 from tfbulk.errors import BadInput, DiskError
@@ -18,6 +19,17 @@ FILE_MODE = 0o644
 DIR_MODE = 0o755
 PART_SUFFIX = ".part"
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def write_problem(folder: Path) -> str | None:
+    """Why a file cannot be created in `folder` (None: it can), found by trying."""
+    probe = folder / f".tfbulk-write-test-{os.getpid()}-{time.monotonic_ns()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 class Destination:
@@ -35,15 +47,12 @@ class Destination:
             raise BadInput(f"destination {root} cannot be created: {exc.strerror}") from None
         if not root.is_dir():
             raise BadInput(f"destination {root} is not a folder")
-        probe = root / f".tfbulk-write-test-{os.getpid()}"
-        try:
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as exc:
+        problem = write_problem(root)
+        if problem:
             raise BadInput(
-                f"destination {root} is not writable ({exc.strerror}); "
+                f"destination {root} is not writable ({problem}); "
                 "fix its permissions or pass another --dest"
-            ) from None
+            )
         return cls(root)
 
     def locate(self, relative: str) -> Path:

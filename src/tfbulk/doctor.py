@@ -17,6 +17,7 @@ import httpx
 
 from tfbulk import __version__
 from tfbulk.credentials import build_signer, is_world_readable, load_private_key
+from tfbulk.destination import write_problem
 from tfbulk.display.format import human_bytes, human_duration
 from tfbulk.errors import BadInput
 from tfbulk.plan import PlanRow, PlanStats, Segment, Template, plan_rows, render_url, video_key
@@ -396,16 +397,13 @@ def _nearest_existing(path: Path) -> Path | None:
 
 
 def _writable(dest: Path, existing: Path) -> Check:
-    probe = existing / f".tfbulk-doctor-{time.time_ns()}"
-    try:
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
+    problem = write_problem(existing)
+    if problem:
         return Check(
             "destination",
             "writable",
             FAIL,
-            f"{existing}: {exc.strerror}",
+            f"{existing}: {problem}",
             "fix its permissions or pass another --dest",
         )
     what = "exists" if existing == dest.absolute() else f"will be created under {existing}"
