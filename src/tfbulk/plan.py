@@ -144,8 +144,12 @@ class PlanStats:
 def plan_rows(
     segments: Iterable[SnapshotSegment], scope: Scope, path_template: Template, stats: PlanStats
 ) -> Iterator[PlanRow]:
-    """Downloadable segments in scope, in (course, id) order; fills `stats` as it goes."""
+    """Downloadable segments in scope, in (course, id) order; fills `stats` as it goes.
+
+    The whole snapshot is read even past `--limit-courses`, so the counts describe it all.
+    """
     found_segments: set[int] = set()
+    found_courses: set[int] = set()
     for snap in segments:
         stats.segments += 1
         key = video_key(snap.video)
@@ -157,14 +161,15 @@ def plan_rows(
             continue
         if not _in_scope(snap, scope):
             continue
-        if _beyond_limit(snap.course_id, scope, stats):
-            break
-        stats.courses.add(snap.course_id)
+        found_courses.add(snap.course_id)
         if snap.segment_id in scope.segments:
             found_segments.add(snap.segment_id)
+        if _beyond_limit(snap.course_id, scope, stats):
+            continue
+        stats.courses.add(snap.course_id)
         yield _row(snap, key, path_template, stats)
     stats.missing_segments = set(scope.segments) - found_segments
-    stats.missing_courses = set(scope.courses) - stats.courses
+    stats.missing_courses = set(scope.courses) - found_courses
 
 
 def _beyond_limit(course_id: int, scope: Scope, stats: PlanStats) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
@@ -58,7 +59,7 @@ class Backoff:
     cap: float = 120.0
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
-        ceiling = min(self.cap, self.base * 2 ** max(0, attempt - 1))
+        ceiling = min(self.cap, self.base * 2 ** min(max(0, attempt - 1), 64))
         return (rng or random).uniform(0, ceiling)
 
 
@@ -103,4 +104,6 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:  # "-0000" or no zone: HTTP dates are always UTC
+        when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - now)

@@ -6,6 +6,7 @@ run without going through argument parsing.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,8 @@ def parse_duration(text: str, what: str) -> float:
                 f"{what}: {text!r} is not a duration; use e.g. 90s, 30m, 2h or 1h30m"
             ) from None
         seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if not math.isfinite(seconds):
+        raise BadInput(f"{what}: {text!r} is not a finite duration; use e.g. 90s, 30m or 2h")
     if seconds <= 0:
         raise BadInput(f"{what}: {text!r} must be longer than zero")
     return seconds

@@ -96,7 +96,7 @@ class Snapshot:
         )
         for seg_id, channel_id, course_id, video, seg_title in cursor:
             yield SnapshotSegment(
-                segment_id=_as_int(seg_id, "segments.id"),
+                segment_id=_as_int(seg_id, f"{self.path}: segments.id"),
                 channel_id=_as_optional_int(channel_id),
                 course_id=_as_optional_int(course_id),
                 video=video if isinstance(video, str) else None,
@@ -157,5 +157,5 @@ def _as_optional_int(value: object) -> int | None:
 def _as_int(value: object, what: str) -> int:
     number = _as_optional_int(value)
     if number is None:
-        raise BadInput(f"snapshot has a non-integer {what}: {value!r}")
+        raise BadInput(f"snapshot {what} is not an integer: {value!r}")
     return number

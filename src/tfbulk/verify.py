@@ -13,7 +13,7 @@ MIN_SIZE = 1024
 HEAD_SIZE = 16
 _MP4_BOXES = (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot")
 _EBML = b"\x1a\x45\xdf\xa3"
-_MD5_ETAG = re.compile(r'^(?:W/)?"?([0-9a-fA-F]{32})"?$')
+_MD5_ETAG = re.compile(r'^"?([0-9a-fA-F]{32})"?$')  # a weak W/ ETag is no digest of the bytes
 
 
 class VerifyError(ValueError):

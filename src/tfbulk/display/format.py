@@ -17,7 +17,7 @@ def human_duration(seconds: float | None) -> str:
     """`45s`, `2m13s`, `1h02m`, `3d04h`; `-` when unknown."""
     if seconds is None:
         return "-"
-    whole = round(seconds)
+    whole = max(0, round(seconds))
     days, rest = divmod(whole, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)

@@ -10,7 +10,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tfbulk.events import (
     Event,
@@ -162,7 +162,7 @@ class RunTracker:
                 rate_files=rate_files,
                 eta=remaining / rate_files if rate_files > 0 else None,
                 transfers=sorted(transfers, key=lambda t: t.started),
-                courses=[c for c in self.courses.values() if c.active or not c.finished],
+                courses=[replace(c) for c in self.courses.values() if c.active or not c.finished],
                 errors=list(self.errors),
                 stopping=self.stopping,
             )

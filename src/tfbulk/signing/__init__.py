@@ -25,7 +25,7 @@ __all__ = ["CloudFrontSigner", "Signer", "Unsigned", "redact"]
 
 
 _SECRET_PARAM = re.compile(
-    r"(Signature|Policy|Key-Pair-Id|X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token)=[^&\s\"'<>]+",
+    r"(Signature|Policy|Key-Pair-Id|X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token)=[^&\s\"'<>),;]+",
     re.IGNORECASE,
 )
 

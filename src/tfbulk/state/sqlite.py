@@ -162,10 +162,18 @@ class SQLiteStore:
             run_lock.acquire()
         try:
             conn = _connect(path)
-            _migrate(Database(conn), path)
         except sqlite3.DatabaseError as exc:
             if run_lock:
                 run_lock.release()
+            raise BadInput(f"state DB {path} is unreadable: {exc}") from None
+        try:
+            _migrate(Database(conn), path)
+        except (sqlite3.DatabaseError, BadInput) as exc:
+            conn.close()
+            if run_lock:
+                run_lock.release()
+            if isinstance(exc, BadInput):
+                raise
             raise BadInput(f"state DB {path} is unreadable: {exc}") from None
         return cls(path, conn, run_lock)
 
@@ -214,6 +222,7 @@ class SQLiteStore:
                 [(cid, titles.get(cid)) for cid in sorted(courses)],
             )
             self._refuse_shared_paths()
+        self._scoped = True
         new, changed = self._conn.execute(
             "SELECT count(*) FILTER (WHERE planned_at = :now), "
             "count(*) FILTER (WHERE planned_at != :now AND updated_at = :now) "
@@ -230,11 +239,12 @@ class SQLiteStore:
                 "INSERT OR IGNORE INTO temp.scope (id) VALUES (?)",
                 [(r.segment_id,) for r in batch],
             )
+        self._scoped = True
 
     def _new_scope(self) -> None:
+        self._scoped = False
         self._conn.execute("DROP TABLE IF EXISTS temp.scope")
         self._conn.execute("CREATE TEMP TABLE scope (id INTEGER PRIMARY KEY)")
-        self._scoped = True
 
     def _refuse_shared_paths(self) -> None:
         clash = self._conn.execute(
