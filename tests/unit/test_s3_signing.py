@@ -1,25 +1,13 @@
-"""S3 presigned URLs: byte-identical to botocore's for random keys, and checked like S3 would.
-
-botocore is a test-only dependency; its clock is pinned by swapping the `datetime` module
-its signer reads (`botocore.auth` in older releases, `botocore.compat` in newer ones).
-"""
+"""S3 presigned URLs: byte-identical to botocore's for random keys, and checked like S3 would."""
 
 from __future__ import annotations
 
-import contextlib
-import datetime
 import string
-import types
-from collections.abc import Iterator
-from unittest import mock
 
-import botocore.auth
-import botocore.compat
-import botocore.session
 import pytest
-from botocore.config import Config
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from tests.s3_reference import botocore_url
 
 from tfbulk.signing.s3 import (
     MAX_EXPIRES,
@@ -30,8 +18,6 @@ from tfbulk.signing.s3 import (
     verify_presigned,
 )
 
-SESSION = botocore.session.get_session()
-EPOCH = datetime.datetime(1970, 1, 1)
 # Characters that URL encoders disagree on, mixed with any non-surrogate character.
 AWKWARD = list(" +/~%?#&=!*'(),;:@$[]{}^`|\\\"<>.-_\t")
 KEYS = st.text(
@@ -64,56 +50,6 @@ CREDENTIALS = st.builds(
 INSTANTS = st.tuples(st.integers(946_684_800, 4_102_444_800), st.integers(0, 999_999))
 EXPIRIES = st.integers(1, MAX_EXPIRES)
 FIXED = AwsCredentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
-
-
-@contextlib.contextmanager
-def botocore_clock(at: datetime.datetime) -> Iterator[None]:
-    """Pin the time botocore's SigV4 signer reads, whichever helper its version uses."""
-
-    class Frozen(datetime.datetime):
-        @classmethod
-        def now(cls, tz: datetime.tzinfo | None = None) -> datetime.datetime:  # type: ignore[override]
-            return at.replace(tzinfo=tz) if tz else at
-
-        @classmethod
-        def utcnow(cls) -> datetime.datetime:  # type: ignore[override]
-            return at
-
-    fake = types.SimpleNamespace(**{**vars(datetime), "datetime": Frozen})
-    with (
-        mock.patch.object(botocore.auth, "datetime", fake),
-        mock.patch.object(botocore.compat, "datetime", fake),
-    ):
-        yield
-
-
-def botocore_url(
-    credentials: AwsCredentials,
-    region: str,
-    bucket: str,
-    key: str,
-    instant: tuple[int, int],
-    expires: int,
-    *,
-    endpoint_url: str | None = None,
-    addressing: str | None = None,
-    version_id: str | None = None,
-) -> str:
-    client = SESSION.create_client(
-        "s3",
-        region_name=region,
-        aws_access_key_id=credentials.access_key,
-        aws_secret_access_key=credentials.secret_key,
-        aws_session_token=credentials.token,
-        endpoint_url=endpoint_url,
-        config=Config(
-            signature_version="s3v4", s3={"addressing_style": addressing} if addressing else None
-        ),
-    )
-    params = {"Bucket": bucket, "Key": key} | ({"VersionId": version_id} if version_id else {})
-    at = EPOCH + datetime.timedelta(seconds=instant[0], microseconds=instant[1])
-    with botocore_clock(at):
-        return client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires)
 
 
 def ours(
