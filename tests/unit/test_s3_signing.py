@@ -7,8 +7,8 @@ import string
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from tests.s3_reference import botocore_url
 
+from tests.s3_reference import botocore_url
 from tfbulk.signing.s3 import (
     MAX_EXPIRES,
     AwsCredentials,
