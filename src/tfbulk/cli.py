@@ -40,7 +40,9 @@ from tfbulk.report import DryRunReport, RunReport
 from tfbulk.runner import dry_run, run
 from tfbulk.settings import (
     DEFAULT_EXPIRES,
+    DEFAULT_KEY_TEMPLATE,
     DEFAULT_PATH_TEMPLATE,
+    DEFAULT_REGION,
     DEFAULT_URL_TEMPLATE,
     SIGNERS,
     RunSettings,
@@ -53,6 +55,7 @@ from tfbulk.settings import (
     resolve_state,
 )
 from tfbulk.state import Store, open_store
+from tfbulk.urls import sign_target
 
 app = typer.Typer(
     name="tfbulk",
@@ -107,10 +110,49 @@ SignerKind = Annotated[
     str,
     typer.Option("--signer", envvar="TFBULK_SIGNER", help="cloudfront, s3 or none."),
 ]
+Bucket = Annotated[
+    str | None, typer.Option("--bucket", envvar="TFBULK_BUCKET", help="S3 bucket (--signer s3).")
+]
+Region = Annotated[
+    str, typer.Option("--region", envvar="TFBULK_REGION", help="S3 region (--signer s3).")
+]
+EndpointUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--endpoint-url",
+        envvar="TFBULK_ENDPOINT_URL",
+        help="S3-compatible store, addressed path-style (--signer s3).",
+    ),
+]
+KeyTemplate = Annotated[
+    str,
+    typer.Option(
+        "--key-template",
+        envvar="TFBULK_KEY_TEMPLATE",
+        help="S3 object key of a segment (--signer s3).",
+    ),
+]
+Profile = Annotated[
+    str | None,
+    typer.Option(
+        "--profile",
+        envvar="TFBULK_PROFILE",
+        help="AWS profile (--signer s3), used instead of AWS_* keys and AWS_PROFILE.",
+    ),
+]
 
 
 def _signer_settings(
-    signer: str, key_pair_id: str | None, private_key: Path | None, expires: str
+    signer: str,
+    key_pair_id: str | None,
+    private_key: Path | None,
+    expires: str,
+    *,
+    bucket: str | None = None,
+    region: str = DEFAULT_REGION,
+    endpoint_url: str | None = None,
+    key_template: str = DEFAULT_KEY_TEMPLATE,
+    profile: str | None = None,
 ) -> SignerSettings:
     if signer not in SIGNERS:
         raise BadInput(f"--signer {signer!r} is not one of {', '.join(SIGNERS)}")
@@ -119,6 +161,11 @@ def _signer_settings(
         key_pair_id=key_pair_id,
         private_key=private_key,
         expires=parse_duration(expires, "--expires"),
+        bucket=bucket,
+        region=region,
+        endpoint_url=endpoint_url,
+        key_template=key_template,
+        profile=profile,
     )
 
 
@@ -223,6 +270,11 @@ def run_command(
     key_pair_id: KeyPairId = None,
     private_key: PrivateKey = None,
     expires: Expires = DEFAULT_EXPIRES,
+    bucket: Bucket = None,
+    region: Region = DEFAULT_REGION,
+    endpoint_url: EndpointUrl = None,
+    key_template: KeyTemplate = DEFAULT_KEY_TEMPLATE,
+    profile: Profile = None,
     backoff_base: Annotated[
         str,
         typer.Option(
@@ -254,7 +306,17 @@ def run_command(
         state=resolve_state(state, dest),
         url_template=url_template,
         path_template=path_template,
-        signer=_signer_settings(signer, key_pair_id, private_key, expires),
+        signer=_signer_settings(
+            signer,
+            key_pair_id,
+            private_key,
+            expires,
+            bucket=bucket,
+            region=region,
+            endpoint_url=endpoint_url,
+            key_template=key_template,
+            profile=profile,
+        ),
         scope=Scope(
             courses=frozenset(course or ()),
             segments=frozenset(segment or ()),
@@ -512,7 +574,10 @@ def _print_audit(report: AuditReport, requeued: int, *, dry_run: bool) -> None:
 
 @app.command("sign")
 def sign_command(
-    url: Annotated[str, typer.Argument(help="The URL to sign.")],
+    url: Annotated[
+        str,
+        typer.Argument(help="The URL to sign; for --signer s3 also KEY or s3://BUCKET/KEY."),
+    ],
     signer: SignerKind = "cloudfront",
     key_pair_id: KeyPairId = None,
     private_key: PrivateKey = None,
@@ -521,12 +586,26 @@ def sign_command(
         int | None,
         typer.Option("--expires-at", help="Absolute expiry (Unix time) instead of --expires."),
     ] = None,
+    bucket: Bucket = None,
+    region: Region = DEFAULT_REGION,
+    endpoint_url: EndpointUrl = None,
+    profile: Profile = None,
 ) -> int:
     """Print URL signed the way `tfbulk run` signs each request."""
-    settings = _signer_settings(signer, key_pair_id, private_key, expires)
+    settings = _signer_settings(
+        signer,
+        key_pair_id,
+        private_key,
+        expires,
+        bucket=bucket,
+        region=region,
+        endpoint_url=endpoint_url,
+        profile=profile,
+    )
+    target = sign_target(url, settings)
     built = build_signer(settings)
     now = time.time() if expires_at is None else expires_at - settings.expires
-    typer.echo(built.sign(url, now))
+    typer.echo(built.sign(target, now))
     return 0
 
 

@@ -1,12 +1,14 @@
 """Load signing material from files and build the signer a run asks for.
 
-This is the only place that reads key files, so every error about them is worded once,
-and never contains the key itself.
+This is the only place that reads key files and AWS credentials, so every error about them
+is worded once, and never contains the key or the secret itself.
 """
 
 from __future__ import annotations
 
+import configparser
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -16,6 +18,17 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from tfbulk.errors import BadInput
 from tfbulk.settings import SignerSettings
 from tfbulk.signing import CloudFrontSigner, Signer, Unsigned
+from tfbulk.signing.s3 import MAX_EXPIRES, AwsCredentials, S3Signer
+
+# Profile settings that get credentials some other way than static keys.
+_NOT_STATIC = (
+    "role_arn",
+    "credential_process",
+    "sso_session",
+    "sso_start_url",
+    "web_identity_token_file",
+)
+_REGION = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def load_private_key(path: Path) -> rsa.RSAPrivateKey:
@@ -71,7 +84,138 @@ def build_signer(settings: SignerSettings) -> Signer:
             raise BadInput("--private-key (or TFBULK_PRIVATE_KEY_FILE) is required to sign URLs")
         key = load_private_key(settings.private_key)
         return CloudFrontSigner(key, settings.key_pair_id, settings.expires)
-    raise BadInput(f"--signer {settings.kind!r} is not available; use cloudfront or none")
+    if settings.kind == "s3":
+        lifetime = s3_lifetime(settings.expires)
+        region = check_region(settings.region)
+        credentials, _ = load_aws_credentials(settings.profile)
+        return S3Signer(credentials, region, lifetime)
+    raise BadInput(f"--signer {settings.kind!r} is not available; use cloudfront, s3 or none")
+
+
+def s3_lifetime(expires: float) -> int:
+    """`--expires` as X-Amz-Expires: whole seconds, at most the week SigV4 allows."""
+    if expires > MAX_EXPIRES:
+        raise BadInput(
+            f"--expires {expires:g}s is longer than the 7 days ({MAX_EXPIRES}s) "
+            "an S3 presigned URL may last"
+        )
+    if expires < 1:
+        raise BadInput(f"--expires {expires:g}s: an S3 presigned URL lasts at least 1s")
+    return int(expires)
+
+
+def check_region(region: str) -> str:
+    """The region goes into the credential scope and the host name: refuse anything odd."""
+    if not _REGION.fullmatch(region):
+        raise BadInput(f"--region {region!r} is not a region name; use e.g. us-east-1")
+    return region
+
+
+# -- AWS credentials ---------------------------------------------------------------------
+
+
+def load_aws_credentials(profile: str | None) -> tuple[AwsCredentials, str]:
+    """Static AWS credentials from the standard sources, and which source they came from.
+
+    The order is the AWS CLI's: an explicit `--profile` is used alone; otherwise
+    AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, then the profile named by
+    AWS_PROFILE (or `default`) in the shared credentials file, then in the config file
+    (AWS_SHARED_CREDENTIALS_FILE and AWS_CONFIG_FILE move those files).
+    """
+    if profile is None:
+        found = _from_environment()
+        if found is not None:
+            return found, "environment variables AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+    name = profile or os.environ.get("AWS_PROFILE") or "default"
+    files = (
+        (_aws_file("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"), (name,)),
+        (
+            _aws_file("AWS_CONFIG_FILE", "~/.aws/config"),
+            (f"profile {name}", "default") if name == "default" else (f"profile {name}",),
+        ),
+    )
+    seen_in: list[Path] = []
+    for path, sections in files:
+        parser = _read_ini(path)
+        for section in (s for s in sections if parser.has_section(s)):
+            seen_in.append(path)
+            found = _from_profile(parser[section], name, path)
+            if found is not None:
+                return found, f"profile {name} in {path}"
+    if seen_in:
+        raise BadInput(
+            f"AWS profile {name!r} in {seen_in[0]} has no aws_access_key_id and "
+            "aws_secret_access_key"
+        )
+    if profile or os.environ.get("AWS_PROFILE"):
+        where = " or ".join(str(path) for path, _ in files)
+        raise BadInput(f"AWS profile {name!r} is not in {where}")
+    raise BadInput(
+        "no AWS credentials found for --signer s3: set AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY, or name a profile with --profile (or AWS_PROFILE)"
+    )
+
+
+def _from_environment() -> AwsCredentials | None:
+    access_key = os.environ.get("AWS_ACCESS_KEY_ID")
+    secret_key = os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if not access_key and not secret_key:
+        return None
+    if not access_key or not secret_key:
+        given, missing = (
+            ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+            if access_key
+            else ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID")
+        )
+        raise BadInput(f"{given} is set but {missing} is not; set both (or neither)")
+    return AwsCredentials(access_key, secret_key, os.environ.get("AWS_SESSION_TOKEN") or None)
+
+
+def _from_profile(
+    section: configparser.SectionProxy, name: str, path: Path
+) -> AwsCredentials | None:
+    """Static keys of one profile section; None if it has none (the next file may)."""
+    access_key = section.get("aws_access_key_id", "").strip()
+    secret_key = section.get("aws_secret_access_key", "").strip()
+    if access_key and secret_key:
+        token = section.get("aws_session_token", "").strip() or None
+        return AwsCredentials(access_key, secret_key, token)
+    if access_key or secret_key:
+        raise BadInput(
+            f"AWS profile {name!r} in {path} needs both aws_access_key_id and aws_secret_access_key"
+        )
+    other = next((option for option in _NOT_STATIC if option in section), None)
+    if other is not None:
+        raise BadInput(
+            f"AWS profile {name!r} in {path} gets its credentials through {other}, which "
+            "tfbulk does not support; give it static keys, or export them to the environment "
+            f"with `aws configure export-credentials --profile {name} --format env`"
+        )
+    return None
+
+
+def _aws_file(variable: str, default: str) -> Path:
+    return Path(os.environ.get(variable) or default).expanduser()
+
+
+def _read_ini(path: Path) -> configparser.RawConfigParser:
+    """An AWS INI file (empty if absent); its errors name the line, never its content."""
+    parser = configparser.RawConfigParser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return parser
+    except UnicodeDecodeError:
+        raise BadInput(f"{path} is not a UTF-8 text file") from None
+    except OSError as exc:
+        raise BadInput(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        parser.read_string(text, source=str(path))
+    except configparser.Error as exc:
+        line = getattr(exc, "lineno", None) or next(iter(getattr(exc, "errors", [])), (None,))[0]
+        at = f" at line {line}" if line else ""
+        raise BadInput(f"{path} is not a valid AWS INI file{at}") from None
+    return parser
 
 
 def write_key_pair(private_path: Path, public_path: Path, bits: int = 2048) -> rsa.RSAPrivateKey:

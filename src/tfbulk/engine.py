@@ -31,8 +31,8 @@ from tfbulk.events import (
     Transfer,
 )
 from tfbulk.fetch import Fetched, Fetcher, Validator
-from tfbulk.plan import Segment, Template, UnsafePath, render_url, video_key
-from tfbulk.retry import AttemptFailed, Backoff, Decision, Kind, decide
+from tfbulk.plan import Segment, UnsafePath, video_key
+from tfbulk.retry import FORBIDDEN_HINT, AttemptFailed, Backoff, Decision, Kind, decide
 from tfbulk.settings import Tuning
 from tfbulk.signing import Signer
 from tfbulk.state import Attempted, Done, Failed, Job, Parked, Retry, Store, Validated
@@ -60,16 +60,18 @@ class Engine:
         signer: Signer,
         fetcher: Fetcher,
         dest: Destination,
-        url_template: Template,
+        url_of: Callable[[Segment], str],
         tuning: Tuning,
         observer: Observer,
         clock: Callable[[], float] = time.time,
+        forbidden_hint: str = FORBIDDEN_HINT,
     ) -> None:
         self._store = store
         self._signer = signer
         self._fetcher = fetcher
         self._dest = dest
-        self._url_template = url_template
+        self._url_of = url_of
+        self._forbidden_hint = forbidden_hint
         self._tuning = tuning
         self._emit = observer
         self._clock = clock
@@ -253,7 +255,14 @@ class Engine:
                 if failure.restart:
                     part.unlink(missing_ok=True)
                     validator = Validator(None, None, None)
-                decision = decide(failure, attempt, self._tuning.retries, previous, self._backoff)
+                decision = decide(
+                    failure,
+                    attempt,
+                    self._tuning.retries,
+                    previous,
+                    self._backoff,
+                    self._forbidden_hint,
+                )
                 if decision.action == "later":
                     self._retry_later(job, failure, decision, attempt)
                     return None
@@ -265,9 +274,7 @@ class Engine:
 
     def _url(self, job: Job) -> str:
         key = video_key(job.video) or ""
-        return render_url(
-            self._url_template, Segment(job.segment_id, job.course_id, job.channel_id, key)
-        )
+        return self._url_of(Segment(job.segment_id, job.course_id, job.channel_id, key))
 
     def _remember(self, job: Job, validator: Validator) -> None:
         self._store.record(

@@ -1,6 +1,7 @@
 """A local origin that behaves like CloudFront in front of a video bucket.
 
-It checks canned-policy signatures with the public key (403 on a bad or expired one),
+It checks canned-policy signatures with the public key, or S3 SigV4 presigned URLs with
+the secret keys (403 with S3's XML error on a bad or expired one),
 serves deterministic video-like bodies (or real files) with ETag, Last-Modified, Range and
 If-Range, throttles per connection, injects faults per path, and logs every request.
 The test suite, `tfbulk demo` and `tfbulk origin` all run this same server.
@@ -27,6 +28,7 @@ import h11
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tfbulk.signing.cloudfront import verify_canned
+from tfbulk.signing.s3 import Refusal, verify_presigned
 
 BLOCK = 64 * 1024
 MD5_ETAG_LIMIT = 512 << 20  # bigger bodies get multipart-style ETags, as S3 gives them
@@ -208,9 +210,13 @@ class Origin:
         host: str = "127.0.0.1",
         port: int = 0,
         clock: Callable[[], float] = time.time,
+        s3_credentials: dict[str, str] | None = None,
+        s3_region: str | None = None,
     ) -> None:
         self.content = content or SyntheticContent()
         self.public_keys = public_keys
+        self.s3_credentials = s3_credentials  # access key ID -> secret key
+        self.s3_region = s3_region
         self.speed = speed
         self.host, self.port = host, port
         self.clock = clock
@@ -347,9 +353,11 @@ class Origin:
             await asyncio.sleep(fault.delay)
         if record.method not in ("GET", "HEAD"):
             return await self._simple(conn, writer, record, 405, "method not allowed")
-        refusal = self._check_signature(target, headers)
+        refusal = self._check_signature(record.method, target, headers)
         if refusal:
-            return await self._simple(conn, writer, record, 403, refusal)
+            return await self._simple(
+                conn, writer, record, refusal.status, refusal.message, code=refusal.code
+            )
         if fault and fault.status:
             extra = [("Retry-After", fault.retry_after)] if fault.retry_after else []
             return await self._simple(conn, writer, record, fault.status, "injected fault", extra)
@@ -364,11 +372,17 @@ class Origin:
             return await self._simple(conn, writer, record, 404, "no such object")
         return await self._object(conn, writer, record, headers, size, fault)
 
-    def _check_signature(self, target: str, headers: dict[str, str]) -> str | None:
+    def _check_signature(self, method: str, target: str, headers: dict[str, str]) -> Refusal | None:
+        """S3 checks SigV4 query signatures, CloudFront canned policies; this origin may do
+        either or both (then the URL's parameters say which one it is)."""
+        url = f"http://{headers.get('host', f'{self.host}:{self.port}')}{target}"
+        sigv4 = "X-Amz-Algorithm=" in target.partition("?")[2]
+        if self.s3_credentials is not None and (sigv4 or self.public_keys is None):
+            return verify_presigned(method, url, self.s3_credentials, self.clock(), self.s3_region)
         if self.public_keys is None:
             return None
-        url = f"http://{headers.get('host', f'{self.host}:{self.port}')}{target}"
-        return verify_canned(url, self.public_keys, self.clock())
+        reason = verify_canned(url, self.public_keys, self.clock())
+        return Refusal("AccessDenied", reason) if reason else None
 
     def _take_fault(self, path: str) -> Fault | None:
         with self._lock:
@@ -455,8 +469,9 @@ class Origin:
         status: int,
         reason: str,
         extra: list[tuple[str, str]] | None = None,
+        code: str | None = None,
     ) -> bool:
-        code = "AccessDenied" if status == 403 else "Error"
+        code = code or ("AccessDenied" if status == 403 else "Error")
         body = (
             '<?xml version="1.0" encoding="UTF-8"?>'
             f"<Error><Code>{code}</Code><Message>{reason}</Message></Error>"

@@ -11,7 +11,13 @@ from datetime import UTC
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
-FORBIDDEN_HINT = "check --key-pair-id, the private key and this machine's clock"
+# What to check after a second 403 in a row, by `--signer`.
+FORBIDDEN_HINTS = {
+    "cloudfront": "check --key-pair-id, the private key and this machine's clock",
+    "s3": "check the AWS credentials, --bucket, --region and this machine's clock",
+    "none": "the origin refuses unsigned URLs; choose --signer cloudfront or s3",
+}
+FORBIDDEN_HINT = FORBIDDEN_HINTS["cloudfront"]
 
 
 class Kind(StrEnum):
@@ -76,11 +82,15 @@ def decide(
     max_attempts: int,
     previous: Kind | None,
     backoff: Backoff,
+    hint: str = FORBIDDEN_HINT,
 ) -> Decision:
-    """What to do after `attempt` (1-based, this run) failed with `failure`."""
+    """What to do after `attempt` (1-based, this run) failed with `failure`.
+
+    `hint` is added to a second 403 in a row: what to check for the signer in use.
+    """
     message = failure.message
     if failure.kind is Kind.FORBIDDEN and previous is Kind.FORBIDDEN:
-        message = f"{message} ({FORBIDDEN_HINT})"
+        message = f"{message} ({hint})"
     permanent = failure.kind is Kind.GONE or (
         failure.kind in (Kind.CLIENT, Kind.INVALID) and previous is failure.kind
     )

@@ -22,10 +22,12 @@ from tfbulk.events import CourseTotals, Observer, RunFinished, RunStarted, RunSt
 from tfbulk.fetch import Fetcher, http_client
 from tfbulk.plan import PlanStats, Template, plan_rows
 from tfbulk.report import DryRunReport, RunReport
+from tfbulk.retry import FORBIDDEN_HINTS
 from tfbulk.settings import RunSettings, Scope
 from tfbulk.signing import Signer
 from tfbulk.snapshot import Snapshot
 from tfbulk.state import Store, Summary, open_store
+from tfbulk.urls import SegmentUrl, segment_urls
 
 FAILURES_SHOWN = 20  # the summary lists these; `tfbulk failed` lists all
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 75, 130
@@ -35,17 +37,17 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 
 class _Inputs:
     snapshot: Snapshot
     signer: Signer
-    url_template: Template
+    url_of: SegmentUrl
     path_template: Template
 
 
 def _validated(settings: RunSettings) -> _Inputs:
-    """Check every input (templates, key, snapshot) before anything is written."""
-    url_template = Template(settings.url_template, "--url-template")
+    """Check every input (templates, bucket, key, snapshot) before anything is written."""
+    url_of = segment_urls(settings.url_template, settings.signer)
     path_template = Template(settings.path_template, "--path-template")
     signer = build_signer(settings.signer)
     snapshot = Snapshot.open(settings.snapshot)
-    return _Inputs(snapshot, signer, url_template, path_template)
+    return _Inputs(snapshot, signer, url_of, path_template)
 
 
 def dry_run(settings: RunSettings) -> DryRunReport:
@@ -114,9 +116,10 @@ async def _download(
             signer=inputs.signer,
             fetcher=Fetcher(client, dest, time.time),
             dest=dest,
-            url_template=inputs.url_template,
+            url_of=inputs.url_of,
             tuning=tuning,
             observer=observer,
+            forbidden_hint=FORBIDDEN_HINTS[settings.signer.kind],
         )
         if handle_signals:
             watchers.start_soon(_watch_signals, engine, observer)

@@ -16,6 +16,8 @@ from tfbulk.errors import BadInput
 DEFAULT_URL_TEMPLATE = "https://d2kum0w8xvhbpf.cloudfront.net/truefire/{segment_id}.mp4"
 DEFAULT_PATH_TEMPLATE = "{course_id}/{segment_id}.mp4"
 DEFAULT_EXPIRES = "2h"
+DEFAULT_KEY_TEMPLATE = "{video_dir}/{video_name}_med.mp4"
+DEFAULT_REGION = "us-east-1"
 SIGNERS = ("cloudfront", "s3", "none")
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -46,12 +48,21 @@ def parse_duration(text: str, what: str) -> float:
 
 @dataclass(frozen=True)
 class SignerSettings:
-    """How each URL gets signed; the key material is loaded by `credentials`."""
+    """How each URL gets signed; the key material is loaded by `credentials`.
+
+    The S3 fields also say where an object lives: with `kind="s3"` a segment's URL is its
+    object's (bucket, `key_template`), not `--url-template`.
+    """
 
     kind: str = "cloudfront"
     key_pair_id: str | None = None
     private_key: Path | None = None
     expires: float = 7200.0
+    bucket: str | None = None
+    region: str = DEFAULT_REGION
+    endpoint_url: str | None = None
+    key_template: str = DEFAULT_KEY_TEMPLATE
+    profile: str | None = None
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import re
 from typing import Protocol
 
 from tfbulk.signing.cloudfront import CloudFrontSigner
+from tfbulk.signing.s3 import S3Signer
 
 
 class Signer(Protocol):
@@ -21,7 +22,7 @@ class Unsigned:
         return url
 
 
-__all__ = ["CloudFrontSigner", "Signer", "Unsigned", "redact"]
+__all__ = ["CloudFrontSigner", "S3Signer", "Signer", "Unsigned", "redact"]
 
 
 _SECRET_PARAM = re.compile(

@@ -1,0 +1,202 @@
+"""AWS credentials for `--signer s3`: the standard sources in the AWS CLI's order, and
+one-line errors that name the fix and never the secret."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tfbulk.credentials import build_signer, load_aws_credentials
+from tfbulk.errors import BadInput
+from tfbulk.settings import SignerSettings
+from tfbulk.signing.s3 import AwsCredentials, S3Signer
+
+SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+
+
+@pytest.fixture(autouse=True)
+def clean_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No AWS variable from the machine running the tests; HOME is an empty folder."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    return home
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def refusal(profile: str | None = None) -> str:
+    with pytest.raises(BadInput) as caught:
+        load_aws_credentials(profile)
+    message = str(caught.value)
+    assert SECRET not in message and "\n" not in message
+    return message
+
+
+def test_environment_variables_come_first(monkeypatch: pytest.MonkeyPatch, clean_aws: Path) -> None:
+    write(clean_aws / ".aws" / "credentials", "[default]\naws_access_key_id = AKIDFILE\n")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDENV")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "TOKEN/+=")
+    credentials, source = load_aws_credentials(None)
+    assert credentials == AwsCredentials("AKIDENV", SECRET, "TOKEN/+=")
+    assert "environment" in source and SECRET not in source
+
+
+def test_aws_profile_does_not_beat_environment_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDENV")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("AWS_PROFILE", "missing")
+    assert load_aws_credentials(None)[0].access_key == "AKIDENV"
+
+
+def test_explicit_profile_beats_environment_keys(
+    monkeypatch: pytest.MonkeyPatch, clean_aws: Path
+) -> None:
+    write(
+        clean_aws / ".aws" / "credentials",
+        f"[video]\naws_access_key_id = AKIDVIDEO\naws_secret_access_key = {SECRET}\n",
+    )
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDENV")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "other")
+    credentials, source = load_aws_credentials("video")
+    assert credentials == AwsCredentials("AKIDVIDEO", SECRET, None)
+    assert source == f"profile video in {clean_aws / '.aws' / 'credentials'}"
+
+
+def test_default_profile_of_the_shared_credentials_file(clean_aws: Path) -> None:
+    write(
+        clean_aws / ".aws" / "credentials",
+        "[other]\naws_access_key_id = AKIDOTHER\naws_secret_access_key = x\n\n"
+        f"[default]\naws_access_key_id = AKIDDEFAULT\naws_secret_access_key = {SECRET}\n"
+        "aws_session_token = TOKEN\n",
+    )
+    assert load_aws_credentials(None)[0] == AwsCredentials("AKIDDEFAULT", SECRET, "TOKEN")
+
+
+def test_files_moved_by_environment_and_profile_sections_of_the_config_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = write(
+        tmp_path / "elsewhere" / "config",
+        "[default]\nregion = eu-west-1\n\n"
+        "[profile video]\nregion = eu-west-1\naws_access_key_id = AKIDCONFIG\n"
+        f"aws_secret_access_key = {SECRET}\ns3 =\n    addressing_style = virtual\n",
+    )
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_PROFILE", "video")
+    credentials, source = load_aws_credentials(None)
+    assert credentials.access_key == "AKIDCONFIG"
+    assert source == f"profile video in {config}"
+
+
+def test_default_section_of_the_config_file(clean_aws: Path) -> None:
+    write(
+        clean_aws / ".aws" / "config",
+        f"[default]\naws_access_key_id = AKIDCONF\naws_secret_access_key = {SECRET}\n",
+    )
+    assert load_aws_credentials(None)[0].access_key == "AKIDCONF"
+
+
+def test_credentials_file_beats_config_file(clean_aws: Path) -> None:
+    write(
+        clean_aws / ".aws" / "credentials",
+        f"[video]\naws_access_key_id = AKIDCREDS\naws_secret_access_key = {SECRET}\n",
+    )
+    write(
+        clean_aws / ".aws" / "config",
+        "[profile video]\naws_access_key_id = AKIDCONF\naws_secret_access_key = x\n",
+    )
+    assert load_aws_credentials("video")[0].access_key == "AKIDCREDS"
+
+
+def test_nothing_anywhere_says_where_to_put_credentials() -> None:
+    message = refusal()
+    assert "no AWS credentials found" in message
+    assert "AWS_ACCESS_KEY_ID" in message and "--profile" in message
+
+
+def test_unknown_profile_names_both_files(clean_aws: Path) -> None:
+    write(clean_aws / ".aws" / "credentials", "[default]\naws_access_key_id = A\n")
+    message = refusal("nope")
+    assert "'nope'" in message
+    assert str(clean_aws / ".aws" / "credentials") in message
+    assert str(clean_aws / ".aws" / "config") in message
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"AWS_ACCESS_KEY_ID": "AKID"}, "AWS_SECRET_ACCESS_KEY is not"),
+        ({"AWS_SECRET_ACCESS_KEY": SECRET}, "AWS_ACCESS_KEY_ID is not"),
+    ],
+)
+def test_half_a_key_pair_in_the_environment(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], needle: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert needle in refusal()
+
+
+def test_half_a_key_pair_in_a_profile(clean_aws: Path) -> None:
+    write(clean_aws / ".aws" / "credentials", f"[default]\naws_secret_access_key = {SECRET}\n")
+    assert "needs both aws_access_key_id and aws_secret_access_key" in refusal()
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "role_arn = arn:aws:iam::123456789012:role/x\nsource_profile = default",
+        "credential_process = /usr/bin/get-creds",
+        "sso_session = corp",
+    ],
+)
+def test_profiles_without_static_keys_are_named_as_unsupported(
+    clean_aws: Path, setting: str
+) -> None:
+    write(clean_aws / ".aws" / "config", f"[profile video]\n{setting}\n")
+    message = refusal("video")
+    assert setting.split(" ")[0] in message and "export-credentials" in message
+
+
+def test_profile_with_no_keys_at_all(clean_aws: Path) -> None:
+    write(clean_aws / ".aws" / "config", "[profile video]\nregion = eu-west-1\n")
+    assert "has no aws_access_key_id" in refusal("video")
+
+
+def test_a_broken_file_names_the_line_but_not_its_content(clean_aws: Path) -> None:
+    write(clean_aws / ".aws" / "credentials", f"aws_secret_access_key = {SECRET}\n[default]\n")
+    message = refusal()
+    assert "is not a valid AWS INI file at line 1" in message
+
+
+def test_build_signer_makes_an_s3_signer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKID")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    signer = build_signer(SignerSettings(kind="s3", region="eu-west-1", expires=5400.9))
+    assert signer == S3Signer(AwsCredentials("AKID", SECRET), "eu-west-1", 5400)
+
+
+@pytest.mark.parametrize(
+    ("settings", "needle"),
+    [
+        (SignerSettings(kind="s3", expires=7 * 86400 + 1), "longer than the 7 days"),
+        (SignerSettings(kind="s3", expires=0.5), "at least 1s"),
+        (SignerSettings(kind="s3", region="eu west"), "--region 'eu west'"),
+        (SignerSettings(kind="s3"), "no AWS credentials found"),
+    ],
+)
+def test_build_signer_refuses_bad_s3_settings(settings: SignerSettings, needle: str) -> None:
+    with pytest.raises(BadInput, match=needle):
+        build_signer(settings)
