@@ -635,6 +635,11 @@ def doctor_command(
     key_pair_id: KeyPairId = None,
     private_key: PrivateKey = None,
     expires: Expires = DEFAULT_EXPIRES,
+    bucket: Bucket = None,
+    region: Region = DEFAULT_REGION,
+    endpoint_url: EndpointUrl = None,
+    key_template: KeyTemplate = DEFAULT_KEY_TEMPLATE,
+    profile: Profile = None,
     probe: Annotated[
         int, typer.Option("--probe", help="Send signed HEAD requests for N sampled segments.")
     ] = 0,
@@ -649,7 +654,17 @@ def doctor_command(
         state=resolve_state(state, dest),
         url_template=url_template,
         path_template=path_template,
-        signer=_signer_settings(signer, key_pair_id, private_key, expires),
+        signer=_signer_settings(
+            signer,
+            key_pair_id,
+            private_key,
+            expires,
+            bucket=bucket,
+            region=region,
+            endpoint_url=endpoint_url,
+            key_template=key_template,
+            profile=profile,
+        ),
         scope=Scope(courses=frozenset(course or ()), segments=frozenset(segment or ())),
     )
     checks = diagnose(settings, probe=probe)

@@ -16,17 +16,23 @@ from pathlib import Path
 import httpx
 
 from tfbulk import __version__
-from tfbulk.credentials import build_signer, is_world_readable, load_private_key
+from tfbulk.credentials import (
+    build_signer,
+    is_world_readable,
+    load_aws_credentials,
+    load_private_key,
+)
 from tfbulk.destination import write_problem
 from tfbulk.display.format import human_bytes, human_duration
 from tfbulk.errors import BadInput
-from tfbulk.plan import PlanRow, PlanStats, Segment, Template, plan_rows, render_url, video_key
-from tfbulk.retry import FORBIDDEN_HINT
+from tfbulk.plan import PlanRow, PlanStats, Segment, Template, plan_rows, video_key
+from tfbulk.retry import FORBIDDEN_HINTS
 from tfbulk.settings import RunSettings
 from tfbulk.signing import Signer, redact
 from tfbulk.snapshot import Snapshot
 from tfbulk.state.lock import RunLock
 from tfbulk.state.sqlite import SCHEMA_VERSION
+from tfbulk.urls import SegmentUrl, segment_urls
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 CLOCK_SKEW_LIMIT = 60.0
@@ -48,15 +54,20 @@ class _Findings:
 
     rows: list[PlanRow] = field(default_factory=list)
     signer: Signer | None = None
-    url_template: Template | None = None
+    url_of: SegmentUrl | None = None
     probed_sizes: list[int] = field(default_factory=list)
+    ranged_probe: bool = False
+    hint: str = FORBIDDEN_HINTS["cloudfront"]
     remaining: int | None = None
     average_size: float | None = None
 
 
 def diagnose(settings: RunSettings, *, probe: int = 0) -> list[Check]:
     """Run every check in order; later checks use what earlier ones found."""
-    found = _Findings()
+    found = _Findings(
+        ranged_probe=settings.signer.kind == "s3",
+        hint=FORBIDDEN_HINTS[settings.signer.kind],
+    )
     checks = _snapshot_checks(settings, found)
     checks += _signing_checks(settings, found)
     checks += _state_checks(settings, found)
@@ -132,11 +143,13 @@ def _signing_checks(settings: RunSettings, found: _Findings) -> list[Check]:
     signer = settings.signer
     checks: list[Check] = []
     try:
-        found.url_template = Template(settings.url_template, "--url-template")
+        found.url_of = segment_urls(settings.url_template, signer)
     except BadInput as exc:
-        return [Check("signing", "URL template", FAIL, str(exc), "fix --url-template")]
+        return [Check("signing", "segment URLs", FAIL, str(exc), "see docs/signers.md")]
     if signer.kind == "cloudfront":
         checks += _key_checks(settings)
+    if signer.kind == "s3":
+        checks.append(_aws_credentials_check(signer.profile))
     try:
         found.signer = build_signer(signer)
     except BadInput as exc:
@@ -146,7 +159,7 @@ def _signing_checks(settings: RunSettings, found: _Findings) -> list[Check]:
     if signer.kind == "none":
         return [Check("signing", "signer", OK, "URLs are not signed (--signer none)")]
     if found.rows:
-        url = _url_of(found.rows[0], found.url_template)
+        url = _url_of(found.rows[0], found.url_of)
         found.signer.sign(url, time.time())
         checks.append(
             Check(
@@ -208,10 +221,19 @@ def _key_checks(settings: RunSettings) -> list[Check]:
     return checks
 
 
-def _url_of(row: PlanRow, template: Template | None) -> str:
-    assert template is not None
-    segment = Segment(row.segment_id, row.course_id, row.channel_id, video_key(row.video) or "")
-    return render_url(template, segment)
+def _aws_credentials_check(profile: str | None) -> Check:
+    """Where the S3 credentials come from (never what they are)."""
+    try:
+        _, source = load_aws_credentials(profile)
+    except BadInput as exc:
+        return Check("signing", "AWS credentials", FAIL, str(exc), "see docs/signers.md")
+    return Check("signing", "AWS credentials", OK, f"found in {source}")
+
+
+def _url_of(row: PlanRow, url_of: SegmentUrl | None) -> str:
+    assert url_of is not None
+    key = video_key(row.video) or ""
+    return url_of(Segment(row.segment_id, row.course_id, row.channel_id, key))
 
 
 # -- state DB -----------------------------------------------------------------------------
@@ -293,7 +315,7 @@ def _learn_sizes(conn: sqlite3.Connection, found: _Findings) -> None:
 
 
 def _probe_checks(found: _Findings, count: int) -> list[Check]:
-    if not found.rows or found.signer is None or found.url_template is None:
+    if not found.rows or found.signer is None or found.url_of is None:
         return [
             Check(
                 "probe",
@@ -333,11 +355,14 @@ def _probe_checks(found: _Findings, count: int) -> list[Check]:
 
 def _probe_one(client: httpx.Client, row: PlanRow, found: _Findings) -> tuple[Check, float | None]:
     assert found.signer is not None
-    url = _url_of(row, found.url_template)
+    url = found.signer.sign(_url_of(row, found.url_of), time.time())
     name = f"segment {row.segment_id}"
     started = time.monotonic()
     try:
-        response = client.head(found.signer.sign(url, time.time()))
+        if found.ranged_probe:  # S3 refuses HEAD on a URL presigned for GET
+            response = client.get(url, headers={"Range": "bytes=0-0"})
+        else:
+            response = client.head(url)
     except httpx.HTTPError as exc:
         return Check(
             "probe",
@@ -348,14 +373,23 @@ def _probe_one(client: httpx.Client, row: PlanRow, found: _Findings) -> tuple[Ch
         ), None
     latency = time.monotonic() - started
     skew = _skew(response)
-    if response.status_code == 200:
-        size = int(response.headers.get("content-length", 0))
+    if response.status_code in (200, 206):
+        size = _object_size(response)
         found.probed_sizes.append(size)
-        return Check("probe", name, OK, f"200, {human_bytes(size)}, {latency * 1000:.0f} ms"), skew
-    advice = FORBIDDEN_HINT if response.status_code == 403 else "see `tfbulk failed` after a run"
+        detail = f"{response.status_code}, {human_bytes(size)}, {latency * 1000:.0f} ms"
+        return Check("probe", name, OK, detail), skew
+    advice = found.hint if response.status_code == 403 else "see `tfbulk failed` after a run"
     return Check(
         "probe", name, FAIL, f"HTTP {response.status_code}, {latency * 1000:.0f} ms", advice
     ), skew
+
+
+def _object_size(response: httpx.Response) -> int:
+    """The object's size: a 206's Content-Range total, or a 200's Content-Length."""
+    total = response.headers.get("content-range", "").rpartition("/")[2]
+    if total.isdigit():
+        return int(total)
+    return int(response.headers.get("content-length", 0))
 
 
 def _skew(response: httpx.Response) -> float | None:

@@ -272,3 +272,37 @@ def test_bad_sign_input_exits_2(s3: S3Workspace, args: list[str], needle: str) -
     result = s3.tfbulk("sign", "--signer", "s3", "--bucket", BUCKET, *args, env=NO_CREDENTIALS)
     assert result.code == 2 and needle in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def s3_doctor(s3: S3Workspace, *extra: str, env: dict[str, str] | None = None) -> dict[str, dict]:
+    args = s3.run_args(*extra, "--json")
+    args[0] = "doctor"
+    for flag in ("--backoff-base", "--backoff-max"):
+        index = args.index(flag)
+        del args[index : index + 2]
+    result = s3.tfbulk(*args, env=env)
+    checks = {f"{c['area']}: {c['name']}": c for c in result.json["checks"]}
+    checks["exit"] = {"status": str(result.code)}
+    return checks
+
+
+def test_doctor_with_s3_names_the_credential_source_and_probes(s3: S3Workspace) -> None:
+    checks = s3_doctor(s3, "--probe", "2")
+    assert checks["exit"]["status"] == "0", checks
+    assert checks["signing: AWS credentials"]["detail"].startswith("found in environment")
+    assert SECRET not in str(checks)
+    probes = [c for name, c in checks.items() if name.startswith("probe: segment")]
+    assert len(probes) == 2 and all(c["detail"].startswith("206") for c in probes)
+    assert all(r.range == "bytes=0-0" for r in s3.origin.log)
+
+
+def test_doctor_with_s3_and_no_credentials_fails(s3: S3Workspace) -> None:
+    checks = s3_doctor(s3, env={"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""})
+    assert checks["exit"]["status"] == "1"
+    assert checks["signing: AWS credentials"]["status"] == "fail"
+
+
+def test_doctor_with_s3_wrong_secret_gets_the_s3_hint(s3: S3Workspace) -> None:
+    checks = s3_doctor(s3, "--probe", "1", env={"AWS_SECRET_ACCESS_KEY": "wrong"})
+    probe = next(c for name, c in checks.items() if name.startswith("probe: segment"))
+    assert "HTTP 403" in probe["detail"] and "--bucket, --region" in probe["advice"]
