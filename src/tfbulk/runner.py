@@ -11,7 +11,6 @@ import os
 import signal
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import anyio
 
@@ -25,7 +24,7 @@ from tfbulk.report import DryRunReport, RunReport
 from tfbulk.settings import RunSettings, Scope
 from tfbulk.signing import Signer
 from tfbulk.snapshot import Snapshot
-from tfbulk.state import Store, Summary, open_store
+from tfbulk.state import Store, Summary, open_store, store_exists
 
 FAILURES_SHOWN = 20  # the summary lists these; `tfbulk failed` lists all
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 75, 130
@@ -54,7 +53,7 @@ def dry_run(settings: RunSettings) -> DryRunReport:
     stats = PlanStats()
     with inputs.snapshot:
         rows = plan_rows(inputs.snapshot.segments(), settings.scope, inputs.path_template, stats)
-        if not Path(settings.state).exists():
+        if not store_exists(settings.state):
             for _ in rows:
                 pass
             return DryRunReport(stats, Summary(), _warnings(stats))
@@ -71,7 +70,9 @@ def run(settings: RunSettings, observer: Observer, *, handle_signals: bool = Tru
     started = time.monotonic()
     inputs = _validated(settings)
     dest = Destination.prepare(settings.dest)
-    store = open_store(settings.state, create=True, lock=True)
+    store = open_store(
+        settings.state, create=True, lock=True, dest=dest.root, sharing=settings.sharing
+    )
     try:
         stats = PlanStats()
         with inputs.snapshot:

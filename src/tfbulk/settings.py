@@ -79,6 +79,19 @@ class Tuning:
 
 
 @dataclass(frozen=True)
+class Sharing:
+    """How a worker shares a PostgreSQL queue with others (SQLite runs alone and ignores it).
+
+    `lease`: how long a claimed segment stays this worker's without a heartbeat, so how
+    soon others take over after a crash. `max_global`: most downloads in flight across
+    all workers, or None for no cap beyond each worker's --concurrency.
+    """
+
+    lease: float = 300.0
+    max_global: int | None = None
+
+
+@dataclass(frozen=True)
 class RunSettings:
     """Everything `tfbulk run` needs, validated once at the edge."""
 
@@ -90,6 +103,7 @@ class RunSettings:
     signer: SignerSettings = field(default_factory=SignerSettings)
     scope: Scope = field(default_factory=Scope)
     tuning: Tuning = field(default_factory=Tuning)
+    sharing: Sharing = field(default_factory=Sharing)
     dry_run: bool = False
 
 
