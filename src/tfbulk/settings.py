@@ -15,6 +15,8 @@ from tfbulk.errors import BadInput
 DEFAULT_URL_TEMPLATE = "https://d2kum0w8xvhbpf.cloudfront.net/truefire/{segment_id}.mp4"
 DEFAULT_PATH_TEMPLATE = "{course_id}/{segment_id}.mp4"
 DEFAULT_EXPIRES = "2h"
+DEFAULT_LEASE = "5m"
+MIN_LEASE = 1.0
 SIGNERS = ("cloudfront", "s3", "none")
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -115,6 +117,13 @@ def default_state_path(dest: Path) -> Path:
 def resolve_state(state: str | None, dest: Path) -> str:
     """`--state` as given, or the default under `--dest`."""
     return state if state else str(default_state_path(dest))
+
+
+def check_lease(seconds: float) -> float:
+    """Heartbeats come a third of a lease apart: a shorter lease would flood the database."""
+    if seconds < MIN_LEASE:
+        raise BadInput(f"--lease must be at least {MIN_LEASE:g}s (got {seconds:g}s)")
+    return seconds
 
 
 def check_positive(value: int, what: str) -> int:
