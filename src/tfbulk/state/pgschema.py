@@ -48,6 +48,7 @@ CREATE TABLE segments (
   lease_until timestamptz
 );
 CREATE INDEX segments_queue ON segments (status, course_id, id);
+CREATE INDEX segments_due ON segments (status, next_at);
 CREATE INDEX segments_course ON segments (course_id, status);
 CREATE INDEX segments_path ON segments (path);
 CREATE INDEX segments_held ON segments (worker, id) WHERE status = 'processing';

@@ -84,6 +84,16 @@ UPDATE segments SET status = 'processing', worker = %(me)s,
 WHERE id = ANY(%(ids)s)
 RETURNING {_COLUMNS}
 """
+# Each walks an index in order and stops at the first row of the scope.
+_NEXT_RETRY = """
+SELECT s.next_at FROM segments s
+WHERE s.status = 'pending' AND {scope} AND NOT (s.id = ANY(%(held)s))
+ORDER BY s.next_at LIMIT 1
+"""
+_NEXT_LEASE = """
+SELECT extract(epoch FROM min(s.lease_until) - now()) FROM segments s
+WHERE s.status = 'processing' AND {scope} AND NOT (s.id = ANY(%(held)s))
+"""
 _MINE = "WHERE id = %(id)s AND worker = %(me)s AND status = 'processing'"
 _RELEASE = "status = 'pending', worker = NULL, lease_until = NULL"
 _APPLY: dict[type, str] = {
@@ -175,6 +185,7 @@ class PostgresStore:
         self._held: set[int] = set()
         self._held_lock = threading.Lock()
         self._busy: dict[int, float] = {}
+        self._capped = False  # the last claim got nothing because of --max-global
         self._seq = 0  # the last flush batch known to be committed
         self._uncertain: tuple[int, int] | None = None  # (seq, size) of a batch lost mid-commit
         self._files = 0
@@ -332,6 +343,8 @@ class PostgresStore:
             (plan_id,),
         )
         self._refuse_shared_paths(plan_id)
+        # Fresh statistics, or the first claims of a big plan scan instead of walking the index.
+        self._conn.execute("ANALYZE segments, plan_members")
         self._conn.execute(
             "DELETE FROM plans p WHERE p.id <> %s "
             f"AND p.used_at < now() - interval '{PLAN_KEEP}' "
@@ -409,6 +422,7 @@ class PostgresStore:
                     want = min(most, limit - len(locked))
                     if want > 0:
                         locked += self._lock_candidates(which, want, now)
+                self._capped = not locked and slots < limit
                 rows = (
                     self._conn.execute(
                         _TAKE,
@@ -461,25 +475,23 @@ class PostgresStore:
         so it can take them over if their owner dies; None only when nothing is left.
         """
         self.flush()
+        if self._capped:
+            return time.time() + POLL
         if not self._usable():
             return max(self._retry_at - time.monotonic(), POLL) + time.time()
+        params = self._scope_params() | {"held": self._held_ids()}
         try:
-            row = self._conn.execute(
-                "SELECT min(s.next_at) FILTER (WHERE s.status = 'pending'), "
-                "extract(epoch FROM min(s.lease_until) FILTER (WHERE s.status = 'processing') "
-                "  - now()) "
-                f"FROM segments s WHERE {self._scope_sql()} "
-                "AND s.status IN ('pending', 'processing') AND NOT (s.id = ANY(%(held)s))",
-                self._scope_params() | {"held": self._held_ids()},
-            ).fetchone()
+            pending = self._conn.execute(_NEXT_RETRY.format(scope=self._scope_sql()), params)
+            retry = pending.fetchone()
+            leased = self._conn.execute(_NEXT_LEASE.format(scope=self._scope_sql()), params)
+            lease_left = leased.fetchone()
         except psycopg.OperationalError as exc:
             self._lost(exc)
             return time.time() + POLL
         now = time.time()
-        pending, lease_left = row if row else (None, None)
-        dues = [float(pending)] if pending is not None else []
-        if lease_left is not None:
-            dues.append(now + float(lease_left))
+        dues = [float(retry[0])] if retry else []
+        if lease_left and lease_left[0] is not None:
+            dues.append(now + float(lease_left[0]))
         return max(min(dues), now + POLL) if dues else None
 
     def record(self, outcome: Outcome) -> None:
