@@ -218,7 +218,11 @@ class PostgresStore:
         if worker:
             if dest is None:
                 raise ValueError("a worker needs the destination folder for its .part locks")
-            store._register(dest, sharing)
+            try:
+                store._register(dest, sharing)
+            except BaseException:
+                store.close()
+                raise
         return store
 
     @staticmethod
@@ -249,7 +253,6 @@ class PostgresStore:
         try:
             self._heartbeat.beat()
         except psycopg.Error as exc:
-            self.close()
             why = _why(exc, self._spec)
             raise BadInput(f"cannot use the state DB {self.where}: {why}") from None
         self._heartbeat.start()  # from now on: planning a big snapshot may outlast a lease
