@@ -79,7 +79,8 @@ CREATE TABLE workers (
   files bigint NOT NULL DEFAULT 0,
   bytes bigint NOT NULL DEFAULT 0,
   rate double precision NOT NULL DEFAULT 0,
-  flushed bigint NOT NULL DEFAULT 0
+  flushed bigint NOT NULL DEFAULT 0,
+  capped_at timestamptz
 );
 """,
 }

@@ -54,6 +54,8 @@ PLAN_LOCK = 0x7466_0002
 CLAIM_LOCK = 0x7466_0003
 PLAN_KEEP = "1 hour"  # an unused plan's scope is kept this long, then dropped
 POLL = 0.25  # work is due but could not be claimed (global cap, locks): ask again this soon
+CAPPED_RECENT = 4 * POLL  # a worker held back by --max-global this recently is waiting
+HELD_POLL = 1.0  # others hold the last segments: look again this often (they may finish or die)
 BUSY_RETRY = 2.0  # a segment whose `.part` another live process holds is skipped this long
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0
 CONNECT_DEFAULTS = {
@@ -83,6 +85,18 @@ UPDATE segments SET status = 'processing', worker = %(me)s,
   lease_until = now() + make_interval(secs => %(lease)s), started_at = %(now)s, updated_at = %(now)s
 WHERE id = ANY(%(ids)s)
 RETURNING {_COLUMNS}
+"""
+# --max-global: what is in flight, how many share it, who is waiting below a fair share.
+_CAP_USE = """
+SELECT (SELECT count(*) FROM segments WHERE status = 'processing'),
+       (SELECT count(*) FROM workers w
+        WHERE w.last_heartbeat + make_interval(secs => w.lease_s) >= now())
+"""
+_WAITING = """
+SELECT count(*) FROM workers w
+WHERE w.id <> %(me)s AND w.capped_at > now() - make_interval(secs => %(recent)s)
+  AND (SELECT count(*) FROM segments s
+       WHERE s.worker = w.id AND s.status = 'processing') < %(fair)s
 """
 # Each walks an index in order and stops at the first row of the scope.
 _NEXT_RETRY = """
@@ -185,7 +199,7 @@ class PostgresStore:
         self._held: set[int] = set()
         self._held_lock = threading.Lock()
         self._busy: dict[int, float] = {}
-        self._capped = False  # the last claim got nothing because of --max-global
+        self._capped = False  # --max-global left the last claim no slot at all
         self._seq = 0  # the last flush batch known to be committed
         self._uncertain: tuple[int, int] | None = None  # (seq, size) of a batch lost mid-commit
         self._files = 0
@@ -425,7 +439,11 @@ class PostgresStore:
                     want = min(most, limit - len(locked))
                     if want > 0:
                         locked += self._lock_candidates(which, want, now)
-                self._capped = not locked and slots < limit
+                self._capped = not locked and slots == 0
+                if self._capped:
+                    self._conn.execute(
+                        "UPDATE workers SET capped_at = now() WHERE id = %s", (self._me,)
+                    )
                 rows = (
                     self._conn.execute(
                         _TAKE,
@@ -448,12 +466,24 @@ class PostgresStore:
         return jobs
 
     def _free_slots(self, limit: int) -> int:
+        """Up to `limit` within --max-global, and while others wait, a fair share at most.
+
+        Without the fair share a worker takes back each slot it frees at once, and one
+        that started later may wait for the whole run, its host's bandwidth unused.
+        """
         if self._max_global is None:
             return limit
         self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (CLAIM_LOCK,))
-        row = self._conn.execute("SELECT count(*) FROM segments WHERE status = 'processing'")
-        in_flight = row.fetchone()[0]  # type: ignore[index]
-        return max(0, min(limit, self._max_global - in_flight))
+        in_flight, live = self._conn.execute(_CAP_USE).fetchone()  # type: ignore[misc]
+        free = self._max_global - in_flight
+        if free > 0:
+            fair = max(1, self._max_global // max(live, 1))
+            waiting = self._conn.execute(
+                _WAITING, {"me": self._me, "recent": CAPPED_RECENT, "fair": fair}
+            ).fetchone()
+            if waiting and waiting[0]:
+                free = min(free, fair - len(self._held_ids()))
+        return max(0, min(limit, free))
 
     def _lock_candidates(self, which: str, want: int, now: float) -> list[int]:
         """Row-lock up to `want` candidates, keep those whose `.part` lock we get."""
@@ -472,7 +502,7 @@ class PostgresStore:
         return locked
 
     def next_due(self) -> float | None:
-        """When to claim again: the earliest retry, or the earliest lease held elsewhere.
+        """When to claim again: the earliest retry, or soon while others hold segments.
 
         A worker with nothing to claim waits while other workers hold segments of its scope,
         so it can take them over if their owner dies; None only when nothing is left.
@@ -494,7 +524,7 @@ class PostgresStore:
         now = time.time()
         dues = [float(retry[0])] if retry else []
         if lease_left and lease_left[0] is not None:
-            dues.append(now + float(lease_left[0]))
+            dues.append(now + min(float(lease_left[0]), HELD_POLL))
         return max(min(dues), now + POLL) if dues else None
 
     def record(self, outcome: Outcome) -> None:
