@@ -15,7 +15,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -37,6 +37,7 @@ class Shared:
 
     ws: Workspace
     url: str
+    procs: list[subprocess.Popen[str]] = field(default_factory=list)
 
     @property
     def password(self) -> str:
@@ -47,7 +48,16 @@ class Shared:
 
     def start(self, name: str, *extra: str) -> subprocess.Popen[str]:
         log = self.ws.root / f"{name}.jsonl"
-        return self.ws.start(*self.args("--log-file", str(log), *extra))
+        proc = self.ws.start(*self.args("--log-file", str(log), *extra))
+        self.procs.append(proc)
+        return proc
+
+    def reap(self) -> None:
+        """A failed test must not leave workers running."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
 
     def run(self, *extra: str) -> Result:
         return self.ws.run(*self.args(*extra))
@@ -71,8 +81,10 @@ class Shared:
 
 
 @pytest.fixture
-def shared(ws: Workspace, pg_url: str) -> Shared:
-    return Shared(ws, pg_url)
+def shared(ws: Workspace, pg_url: str) -> Iterator[Shared]:
+    queue = Shared(ws, pg_url)
+    yield queue
+    queue.reap()
 
 
 def finish(procs: dict[str, subprocess.Popen[str]], timeout: float = 120) -> dict[str, Result]:
@@ -153,14 +165,15 @@ def test_three_workers_outpace_one_under_a_per_connection_throttle(
             ws.root.mkdir()
             ws.write_catalogue(guitar_catalogue(4, 42))
             database = pg_cluster.create_database()
+            shared = Shared(ws, pg_cluster.url(database))
             try:
-                shared = Shared(ws, pg_cluster.url(database))
                 names = [f"w{n}" for n in range(workers)]
                 results = finish({n: shared.start(n, "--concurrency", "4") for n in names})
                 assert all(r.code == 0 for r in results.values())
                 assert_each_fetched_once(ws)
                 rates[workers] = throughput(origin.log)
             finally:
+                shared.reap()
                 pg_cluster.drop_database(database)
     factor = rates[3] / rates[1]
     print(
@@ -238,6 +251,43 @@ def test_kill_9_one_worker_the_others_take_over_by_range(shared: Shared) -> None
         f"those files: {sizes:,} bytes, sent to the victim {to_victim:,}, re-served "
         f"{resent:,}; origin total {ws.origin.bytes_served():,} for {total:,} bytes of files"
     )
+
+
+def test_a_live_worker_keeps_its_part_when_its_lease_is_taken(shared: Shared) -> None:
+    """Leases expire under a live worker (as if it lost the database): its `.part` lock holds."""
+    ws = shared.ws
+    ws.write_catalogue(guitar_catalogue(2, 10))
+    ws.origin.speed = 64_000
+    held = [segment_id for _, segment_id in ws.downloadable()[:2]]  # its first claim
+    for segment_id in held:
+        ws.origin.add_fault(ws.url_path(segment_id), Fault(stall=5))
+    first = shared.start("first", "--concurrency", "2", "--lease", "30s")
+    wait_for(lambda: len(ws.part_files()) == 2, timeout=30, what="the first worker downloading")
+    expired = shared.query(
+        "UPDATE segments SET lease_until = now() - interval '1 second' "
+        "WHERE status = 'processing' RETURNING id"
+    )
+    assert expired
+    second = shared.start("second", "--concurrency", "2", "--lease", "30s")
+
+    def second_worked_while_first_still_held_them() -> bool:
+        rows = shared.query(
+            "SELECT status, worker LIKE %s FROM segments WHERE id = ANY(%s)",
+            f"%:{first.pid}:%",
+            held,
+        )
+        assert all(status == "processing" and ours for status, ours in rows), (
+            f"a segment the first worker is still writing changed hands: {rows}"
+        )
+        return bool(shared.finished_by("second"))
+
+    wait_for(second_worked_while_first_still_held_them, timeout=30, what="the second at work")
+    results = finish({"first": first, "second": second})
+    assert all(r.code == 0 for r in results.values()), [r.stderr for r in results.values()]
+    assert "not recorded" not in results["first"].stderr
+    ws.assert_all_identical()
+    assert_each_fetched_once(ws)
+    assert {i for (i,) in expired} == set(held) <= shared.finished_by("first")
 
 
 # -- a global cap, enforced in the database ----------------------------------------------
@@ -342,6 +392,7 @@ def test_workers_on_three_hosts_over_veth(
         ws = Workspace(tmp_path, origin, keys)
         ws.write_catalogue(guitar_catalogue(4, 40))
         database = pg_cluster.create_database()
+        shared = Shared(ws, pg_cluster.url(database))
         pg_cluster.listen_also([h.gateway for h in hosts])
         try:
             probe = subprocess.run(
@@ -351,7 +402,6 @@ def test_workers_on_three_hosts_over_veth(
                 capture_output=True, text=True, check=True,
             )  # fmt: skip
             assert probe.stdout.strip() != "0", "a namespace reaches this machine's loopback"
-            procs = {}
             for n, host in enumerate(hosts, 1):
                 argv = [
                     "ip", "netns", "exec", host.netns, sys.executable, "-m", "tfbulk", "run",
@@ -362,9 +412,11 @@ def test_workers_on_three_hosts_over_veth(
                     "--concurrency", "4", "--no-progress",
                     "--log-file", str(tmp_path / f"h{n}.jsonl"),
                 ]  # fmt: skip
-                procs[f"h{n}"] = subprocess.Popen(
-                    argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                    stdin=subprocess.DEVNULL, env=child_env(), cwd=tmp_path,
+                shared.procs.append(
+                    subprocess.Popen(
+                        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                        stdin=subprocess.DEVNULL, env=child_env(), cwd=tmp_path,
+                    )
                 )  # fmt: skip
             seen: set[str] = set()
 
@@ -378,15 +430,15 @@ def test_workers_on_three_hosts_over_veth(
                 return {h.address for h in hosts} <= seen
 
             wait_for(every_host_connected, timeout=60, what="all three hosts on PostgreSQL")
-            results = finish(procs)
+            results = finish({f"h{n}": proc for n, proc in enumerate(shared.procs, 1)})
             for name, result in results.items():
                 assert result.code == 0, f"{name}: {result.stderr}"
             assert seen <= {h.address for h in hosts}, f"a worker came from elsewhere: {seen}"
             ws.assert_all_identical()
             assert_each_fetched_once(ws)
-            shared = Shared(ws, pg_cluster.url(database))
             assert all(shared.finished_by(f"h{n}") for n in (1, 2, 3)), "a host did nothing"
         finally:
+            shared.reap()
             pg_cluster.listen_also([])
             pg_cluster.drop_database(database)
 
