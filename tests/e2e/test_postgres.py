@@ -335,6 +335,37 @@ def test_postgres_restart_mid_run_loses_nothing(shared: Shared, pg_cluster: Clus
     assert counted == len(ws.downloadable()), "an outcome was recorded twice"
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_postgres_away_worker_idles_then_stops_with_75(shared: Shared, pg_cluster: Cluster) -> None:
+    ws = shared.ws
+    ws.write_catalogue(guitar_catalogue(3, 20))
+    ws.origin.speed = 100_000
+    proc = shared.start("w1", "--concurrency", "4", "--lease", "2s")
+    try:
+        wait_for(lambda: len(ws.final_files()) >= 5, timeout=30, what="downloads under way")
+        pg_cluster.stop("fast")
+        done = len(ws.final_files())
+        wait_for(lambda: not ws.part_files(), timeout=30, what="in-flight downloads to end")
+        assert len(ws.final_files()) > done, "downloads in flight did not go on"
+        before = cpu_seconds(proc.pid)
+        time.sleep(2)  # a measurement window, not a synchronisation
+        assert cpu_seconds(proc.pid) - before < 0.5, "a worker waiting for PostgreSQL spins"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        pg_cluster.start()
+    assert proc.returncode == 75, err
+    assert "cannot reach the state DB" in err and shared.password not in err
+    result = shared.run("--lease", "2s", "--json")
+    assert result.code == 0, result.stderr
+    ws.assert_all_identical()
+    assert all(n == 1 for n in bodies(ws.origin.log).values()), "a finished file was fetched again"
+
+
 # -- several hosts: network namespaces ---------------------------------------------------
 
 NETNS_SUBNET = "10.231"
