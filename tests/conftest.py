@@ -189,3 +189,20 @@ def ws(tmp_path: Path, origin: Origin, keys: Keys) -> Workspace:
     workspace = Workspace(tmp_path, origin, keys)
     workspace.write_catalogue(guitar_catalogue(3, 10))
     return workspace
+
+
+# -- PostgreSQL (tests/pgcluster.py; imported lazily: psycopg is an optional extra) --------
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[object]:
+    from tests.pgcluster import running_cluster
+
+    yield from running_cluster()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: object) -> Iterator[str]:
+    from tests.pgcluster import fresh_database
+
+    yield from fresh_database(pg_cluster)  # type: ignore[arg-type]

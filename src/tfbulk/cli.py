@@ -11,6 +11,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -30,6 +31,7 @@ from tfbulk.display.summary import (
     segments_table,
     status_grid,
     totals_line,
+    workers_table,
 )
 from tfbulk.doctor import as_json as doctor_json
 from tfbulk.doctor import diagnose
@@ -41,20 +43,23 @@ from tfbulk.runner import dry_run, run
 from tfbulk.settings import (
     DEFAULT_EXPIRES,
     DEFAULT_KEY_TEMPLATE,
+    DEFAULT_LEASE,
     DEFAULT_PATH_TEMPLATE,
     DEFAULT_REGION,
     DEFAULT_URL_TEMPLATE,
     SIGNERS,
     RunSettings,
     Scope,
+    Sharing,
     SignerSettings,
     Tuning,
+    check_lease,
     check_positive,
     parse_duration,
     parse_size,
     resolve_state,
 )
-from tfbulk.state import Store, open_store
+from tfbulk.state import Store, WorkerStatus, open_store
 from tfbulk.urls import sign_target
 
 app = typer.Typer(
@@ -199,6 +204,22 @@ def run_command(
     concurrency: Annotated[
         int, typer.Option("--concurrency", envvar="TFBULK_CONCURRENCY", help="Downloads at once.")
     ] = 10,
+    lease: Annotated[
+        str,
+        typer.Option(
+            "--lease",
+            envvar="TFBULK_LEASE",
+            help="PostgreSQL: a dead worker's segments go to others after this long.",
+        ),
+    ] = DEFAULT_LEASE,
+    max_global: Annotated[
+        int | None,
+        typer.Option(
+            "--max-global",
+            envvar="TFBULK_MAX_GLOBAL",
+            help="PostgreSQL: most downloads in flight across all workers.",
+        ),
+    ] = None,
     retries: Annotated[
         int,
         typer.Option("--retries", envvar="TFBULK_RETRIES", help="Attempts per segment and run."),
@@ -333,6 +354,12 @@ def run_command(
             read_timeout=parse_duration(read_timeout, "--read-timeout"),
             max_time=parse_duration(max_time, "--max-time") if max_time else None,
         ),
+        sharing=Sharing(
+            lease=check_lease(parse_duration(lease, "--lease")),
+            max_global=check_positive(max_global, "--max-global")
+            if max_global is not None
+            else None,
+        ),
         dry_run=dry_run_flag,
     )
     if settings.dry_run:
@@ -426,6 +453,7 @@ def status_command(
     try:
         summary = store.summary(scoped=False, course=course)
         records = store.records(course=course) if course is not None else []
+        workers = store.workers()
     finally:
         store.close()
     if course is not None and not summary.courses:
@@ -445,6 +473,7 @@ def status_command(
                 }
                 for r in records
             ]
+        data["workers"] = [_worker_json(w) for w in workers]
         _print_json(data)
         return 0
     console = make_console(sys.stdout, terminal=sys.stdout.isatty())
@@ -463,7 +492,29 @@ def status_command(
     if records:
         console.print(segments_table(records, fancy=fancy))
     console.print(totals_line(summary))
+    if workers:
+        console.print(workers_table(workers, fancy=fancy))
     return 0
+
+
+def _worker_json(worker: WorkerStatus) -> dict[str, object]:
+    return {
+        "id": worker.id,
+        "host": worker.host,
+        "pid": worker.pid,
+        "live": worker.live,
+        "claimed": worker.claimed,
+        "started": _iso(worker.started),
+        "last_heartbeat": _iso(worker.last_heartbeat),
+        "heartbeat_age_s": round(worker.heartbeat_age, 3),
+        "files": worker.files,
+        "bytes": worker.bytes,
+        "throughput_bps": round(worker.rate),
+    }
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
 
 
 @app.command("failed")

@@ -163,6 +163,8 @@ class Engine:
 
     async def _claim(self) -> tuple[list[Job], float | None]:
         self._claiming = True
+        jobs: list[Job] = []
+        ended_before = self._ended
         try:
             free = self._tuning.concurrency - self._in_flight
             jobs = await self._db(self._store.claim, free, self._clock())
@@ -173,7 +175,11 @@ class Engine:
             return [], None
         finally:
             self._claiming = False
-            self._wake()
+            # Only news wakes the idle workers: jobs, or a job that ended meanwhile (this
+            # claim may predate what it freed). Waking them after every empty claim made
+            # each claim in turn and wake the others, round and round, at full CPU.
+            if jobs or self._ended != ended_before:
+                self._wake()
 
     async def _wait(self, due: float | None) -> None:
         """Sleep until woken (a job ended, a claim finished, a stop) or `due` comes."""

@@ -11,7 +11,6 @@ import os
 import signal
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import anyio
 
@@ -26,7 +25,7 @@ from tfbulk.retry import FORBIDDEN_HINTS
 from tfbulk.settings import RunSettings, Scope
 from tfbulk.signing import Signer
 from tfbulk.snapshot import Snapshot
-from tfbulk.state import Store, Summary, open_store
+from tfbulk.state import Store, Summary, open_store, store_exists
 from tfbulk.urls import SegmentUrl, segment_urls
 
 FAILURES_SHOWN = 20  # the summary lists these; `tfbulk failed` lists all
@@ -56,7 +55,7 @@ def dry_run(settings: RunSettings) -> DryRunReport:
     stats = PlanStats()
     with inputs.snapshot:
         rows = plan_rows(inputs.snapshot.segments(), settings.scope, inputs.path_template, stats)
-        if not Path(settings.state).exists():
+        if not store_exists(settings.state):
             for _ in rows:
                 pass
             return DryRunReport(stats, Summary(), _warnings(stats))
@@ -73,7 +72,9 @@ def run(settings: RunSettings, observer: Observer, *, handle_signals: bool = Tru
     started = time.monotonic()
     inputs = _validated(settings)
     dest = Destination.prepare(settings.dest)
-    store = open_store(settings.state, create=True, lock=True)
+    store = open_store(
+        settings.state, create=True, lock=True, dest=dest.root, sharing=settings.sharing
+    )
     try:
         stats = PlanStats()
         with inputs.snapshot:

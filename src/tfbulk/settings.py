@@ -18,6 +18,8 @@ DEFAULT_PATH_TEMPLATE = "{course_id}/{segment_id}.mp4"
 DEFAULT_EXPIRES = "2h"
 DEFAULT_KEY_TEMPLATE = "{video_dir}/{video_name}_med.mp4"
 DEFAULT_REGION = "us-east-1"
+DEFAULT_LEASE = "5m"
+MIN_LEASE = 1.0
 SIGNERS = ("cloudfront", "s3", "none")
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -93,6 +95,19 @@ class Tuning:
 
 
 @dataclass(frozen=True)
+class Sharing:
+    """How a worker shares a PostgreSQL queue with others (SQLite runs alone and ignores it).
+
+    `lease`: how long a claimed segment stays this worker's without a heartbeat, so how
+    soon others take over after a crash. `max_global`: most downloads in flight across
+    all workers, or None for no cap beyond each worker's --concurrency.
+    """
+
+    lease: float = 300.0
+    max_global: int | None = None
+
+
+@dataclass(frozen=True)
 class RunSettings:
     """Everything `tfbulk run` needs, validated once at the edge."""
 
@@ -104,6 +119,7 @@ class RunSettings:
     signer: SignerSettings = field(default_factory=SignerSettings)
     scope: Scope = field(default_factory=Scope)
     tuning: Tuning = field(default_factory=Tuning)
+    sharing: Sharing = field(default_factory=Sharing)
     dry_run: bool = False
 
 
@@ -127,6 +143,13 @@ def default_state_path(dest: Path) -> Path:
 def resolve_state(state: str | None, dest: Path) -> str:
     """`--state` as given, or the default under `--dest`."""
     return state if state else str(default_state_path(dest))
+
+
+def check_lease(seconds: float) -> float:
+    """Heartbeats come a third of a lease apart: a shorter lease would flood the database."""
+    if seconds < MIN_LEASE:
+        raise BadInput(f"--lease must be at least {MIN_LEASE:g}s (got {seconds:g}s)")
+    return seconds
 
 
 def check_positive(value: int, what: str) -> int:

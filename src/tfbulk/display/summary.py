@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tfbulk.display.format import human_bytes, human_duration, human_rate, percent
-from tfbulk.state import CourseCounts, SegmentRecord, Summary
+from tfbulk.state import CourseCounts, SegmentRecord, Summary, WorkerStatus
 
 FAILURES_SHOWN = 20
 COURSES_SHOWN = 200
@@ -126,6 +126,31 @@ def segments_table(records: Sequence[SegmentRecord], *, fancy: bool) -> Table:
             human_bytes(r.size) if r.size else "",
             str(r.attempts),
             r.error or "",
+        )
+    return table
+
+
+def workers_table(workers: Sequence[WorkerStatus], *, fancy: bool) -> Table:
+    """`status` on a shared queue: who is pulling from it, and how fast."""
+    table = Table(box=box.SIMPLE_HEAD if fancy else None, pad_edge=False, show_edge=False)
+    for name, justify in (
+        ("worker", "left"),
+        ("host", "left"),
+        ("claimed", "right"),
+        ("last heartbeat", "right"),
+        ("files", "right"),
+        ("throughput", "right"),
+    ):
+        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    for w in workers:
+        beat = f"{human_duration(w.heartbeat_age)} ago"
+        table.add_row(
+            w.id,
+            w.host,
+            f"{w.claimed:,}",
+            beat if w.live else Text(f"lost, {beat}", style="red" if fancy else ""),
+            f"{w.files:,}",
+            human_rate(w.rate),
         )
     return table
 

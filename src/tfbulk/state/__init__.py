@@ -8,9 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
+from tfbulk.errors import BadInput
 from tfbulk.plan import PlanRow
+from tfbulk.settings import Sharing
+from tfbulk.state.url import is_postgres_url
+
+if TYPE_CHECKING:
+    from tfbulk.state.postgres import PostgresStore
 
 STATUSES = ("pending", "processing", "success", "skipped", "failed")
 
@@ -153,6 +160,23 @@ class SegmentRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerStatus:
+    """One worker on a shared queue, as `tfbulk status` lists it (times are Unix seconds)."""
+
+    id: str
+    host: str
+    pid: int
+    started: float
+    last_heartbeat: float
+    heartbeat_age: float  # seconds, by the database's clock (hosts' clocks may differ)
+    claimed: int
+    files: int
+    bytes: int
+    rate: float
+    live: bool
+
+
+@dataclass(frozen=True, slots=True)
 class PlanChanges:
     """What planning changed in the store."""
 
@@ -161,7 +185,7 @@ class PlanChanges:
 
 
 class Store(Protocol):
-    """The queue the engine pulls from. Implementations: `state.sqlite`."""
+    """The queue the engine pulls from. Implementations: `state.sqlite`, `state.postgres`."""
 
     def plan(self, rows: Iterable[PlanRow], titles: Mapping[int, str | None]) -> PlanChanges: ...
 
@@ -193,18 +217,50 @@ class Store(Protocol):
     def requeue_failed(self, courses: Iterable[int], segments: Iterable[int]) -> int: ...
 
     def requeue(self, reasons: Mapping[int, str]) -> int: ...
+    def workers(self) -> list[WorkerStatus]: ...
 
     def close(self) -> None: ...
 
 
-def open_store(spec: str, *, create: bool, lock: bool) -> Store:
-    """The store a `--state` value names: a SQLite file path (PostgreSQL URLs come later)."""
-    if spec.startswith(("postgresql://", "postgres://")):
-        from tfbulk.errors import BadInput
+def open_store(
+    spec: str,
+    *,
+    create: bool,
+    lock: bool,
+    dest: Path | None = None,
+    sharing: Sharing | None = None,
+) -> Store:
+    """The store a `--state` value names: a SQLite file path or a PostgreSQL URL.
 
-        raise BadInput("--state: the PostgreSQL store is not available in this version")
-    from pathlib import Path
-
+    `lock` asks to run the queue: SQLite then takes its one-run lock (exit 3 if taken);
+    on PostgreSQL the process joins the other workers, with `sharing`'s lease and global
+    cap and its `.part` locks under `dest`.
+    """
+    if is_postgres_url(spec):
+        return _postgres().open(
+            spec, create=create, worker=lock, dest=dest, sharing=sharing or Sharing()
+        )
     from tfbulk.state.sqlite import SQLiteStore
 
     return SQLiteStore.open(Path(spec), create=create, lock=lock)
+
+
+def store_exists(spec: str) -> bool:
+    """Whether there is state to read (a dry run must not create any)."""
+    if is_postgres_url(spec):
+        return _postgres().exists(spec)
+    return Path(spec).exists()
+
+
+def _postgres() -> type[PostgresStore]:
+    """The PostgreSQL store, whose driver is an optional extra."""
+    try:
+        from tfbulk.state.postgres import PostgresStore
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] == "psycopg":
+            raise BadInput(
+                "--state: the PostgreSQL store needs the psycopg driver; "
+                "pip install 'tfbulk[postgres]'"
+            ) from None
+        raise
+    return PostgresStore

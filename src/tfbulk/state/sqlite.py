@@ -34,6 +34,7 @@ from tfbulk.state import (
     SegmentRecord,
     Summary,
     Validated,
+    WorkerStatus,
 )
 from tfbulk.state.lock import RunLock
 
@@ -403,6 +404,10 @@ class SQLiteStore:
                 params,
             )
         return cursor.rowcount
+
+    def workers(self) -> list[WorkerStatus]:
+        """One run at a time holds a SQLite store: there is no worker list to show."""
+        return []
 
     def _filter(self, *, scoped: bool, course: int | None) -> tuple[str, tuple[object, ...]]:
         clauses: list[str] = []
