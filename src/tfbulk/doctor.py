@@ -24,17 +24,20 @@ from tfbulk.credentials import (
 )
 from tfbulk.destination import write_problem
 from tfbulk.display.format import human_bytes, human_duration
-from tfbulk.errors import BadInput
+from tfbulk.errors import BadInput, TfbulkError
 from tfbulk.plan import PlanRow, PlanStats, Segment, Template, plan_rows, video_key
 from tfbulk.retry import FORBIDDEN_HINTS
 from tfbulk.settings import RunSettings
 from tfbulk.signing import Signer, redact
 from tfbulk.snapshot import Snapshot
+from tfbulk.state import open_store, store_exists
 from tfbulk.state.lock import RunLock
 from tfbulk.state.sqlite import SCHEMA_VERSION
+from tfbulk.state.url import is_postgres_url, redact_url
 from tfbulk.urls import SegmentUrl, segment_urls
 
 OK, WARN, FAIL = "ok", "warn", "fail"
+PG_ADVICE = "check the URL and password, and that PostgreSQL is up and lets this host in"
 CLOCK_SKEW_LIMIT = 60.0
 PROBE_TIMEOUT = 15.0
 
@@ -241,8 +244,8 @@ def _url_of(row: PlanRow, url_of: SegmentUrl | None) -> str:
 
 def _state_checks(settings: RunSettings, found: _Findings) -> list[Check]:
     path = Path(settings.state)
-    if settings.state.startswith(("postgresql://", "postgres://")):
-        return [Check("state", "state DB", WARN, "PostgreSQL state is not checked here")]
+    if is_postgres_url(settings.state):
+        return _postgres_checks(settings.state, found)
     if not path.exists():
         found.remaining = len(found.rows)
         return [Check("state", "state DB", OK, f"{path} will be created by the first run")]
@@ -261,7 +264,8 @@ def _state_checks(settings: RunSettings, found: _Findings) -> list[Check]:
             )
         ]
     checks = [_integrity(path, integrity), _schema(version_row)]
-    _learn_sizes(conn, found)
+    done = conn.execute("SELECT id, size FROM segments WHERE status IN ('success','skipped')")
+    _learn_sizes(dict(done), found)
     conn.close()
     holder = RunLock(path.with_name(path.name + ".lock")).holder()
     checks.append(
@@ -303,9 +307,31 @@ def _schema(row: tuple[str] | None) -> Check:
     )
 
 
-def _learn_sizes(conn: sqlite3.Connection, found: _Findings) -> None:
+def _postgres_checks(spec: str, found: _Findings) -> list[Check]:
+    """A shared queue: reachable, schema known, who works on it (several workers are normal)."""
+    where = redact_url(spec)
+    try:
+        if not store_exists(spec):
+            found.remaining = len(found.rows)
+            return [Check("state", "state DB", OK, f"{where}: the first run creates the schema")]
+        store = open_store(spec, create=False, lock=False)
+    except TfbulkError as exc:
+        return [Check("state", "state DB opens", FAIL, str(exc), PG_ADVICE)]
+    try:
+        _learn_sizes({r.segment_id: r.size for r in store.finished()}, found)
+        live = sum(1 for worker in store.workers() if worker.live)
+    except TfbulkError as exc:
+        return [Check("state", "state DB opens", FAIL, str(exc), PG_ADVICE)]
+    finally:
+        store.close()
+    return [
+        Check("state", "state DB opens", OK, f"{where}: opens, schema known"),
+        Check("state", "workers", OK, f"{live} live worker(s) on this queue now"),
+    ]
+
+
+def _learn_sizes(done: dict[int, int | None], found: _Findings) -> None:
     """Average finished size and how many planned segments are not done yet."""
-    done = dict(conn.execute("SELECT id, size FROM segments WHERE status IN ('success','skipped')"))
     sizes = [size for size in done.values() if size]
     found.average_size = sum(sizes) / len(sizes) if sizes else None
     found.remaining = sum(1 for row in found.rows if row.segment_id not in done)

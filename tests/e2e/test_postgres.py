@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.conftest import KEY_PAIR_ID, Keys, Result, Workspace, child_env, wait_for
+from tests.e2e.test_doctor import doctor
 from tests.pgcluster import Cluster, psycopg
 from tfbulk.origin import Fault, Origin, RequestRecord, SyntheticContent
 from tfbulk.sample import guitar_catalogue
@@ -542,6 +543,27 @@ def test_verify_against_postgres_requeues_a_damaged_file(shared: Shared) -> None
     assert shared.run().code == 0
     assert {r.path for r in ws.origin.log[before:]} == {ws.url_path(damaged)}
     ws.assert_all_identical()
+
+
+def test_doctor_checks_the_postgres_queue(shared: Shared) -> None:
+    ws = shared.ws
+    fresh, checks = doctor(ws, "--state", shared.url)
+    assert fresh.code == 0, fresh.stdout
+    assert "first run creates the schema" in checks["state: state DB"]["detail"]
+
+    assert shared.run("--course", "1").code == 0
+    known, checks = doctor(ws, "--state", shared.url)
+    assert known.code == 0, known.stdout
+    assert checks["state: state DB opens"]["status"] == "ok"
+    assert "0 live worker(s)" in checks["state: workers"]["detail"]
+    remaining = sum(1 for course, _ in ws.downloadable() if course != 1)
+    assert f"{remaining:,} segments" in checks["destination: free space"]["detail"]
+
+    wrong = shared.url.replace(shared.password, "not-the-password")
+    broken, checks = doctor(ws, "--state", wrong)
+    assert broken.code == 1
+    assert checks["state: state DB opens"]["status"] == "fail"
+    assert shared.password not in broken.stdout + broken.stderr
 
 
 def test_bad_state_urls_fail_with_exit_2_and_no_password(shared: Shared) -> None:
