@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -73,6 +73,18 @@ app = typer.Typer(
 )
 
 # -- shared options ------------------------------------------------------------------
+
+SnapshotPath = Annotated[
+    Path | None,
+    typer.Option("--snapshot", envvar="TFBULK_SNAPSHOT", help="Catalogue snapshot (SQLite)."),
+]
+UrlTemplate = Annotated[
+    str, typer.Option("--url-template", envvar="TFBULK_URL_TEMPLATE", help="URL of a segment.")
+]
+PathTemplate = Annotated[
+    str,
+    typer.Option("--path-template", envvar="TFBULK_PATH_TEMPLATE", help="File path under --dest."),
+]
 
 Dest = Annotated[
     Path, typer.Option("--dest", envvar="TFBULK_DEST", help="Download folder.", show_default=True)
@@ -174,6 +186,27 @@ def _signer_settings(
     )
 
 
+def _run_settings(
+    snapshot: Path | None,
+    dest: Path,
+    state: str | None,
+    templates: tuple[str, str],
+    **rest: Any,
+) -> RunSettings:
+    """What `run` and `doctor` both need: input, output, templates; the rest is theirs."""
+    if snapshot is None:
+        raise BadInput("--snapshot PATH (or TFBULK_SNAPSHOT) is required")
+    url_template, path_template = templates
+    return RunSettings(
+        snapshot=snapshot,
+        dest=dest,
+        state=resolve_state(state, dest),
+        url_template=url_template,
+        path_template=path_template,
+        **rest,
+    )
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"tfbulk {__version__}")
@@ -195,10 +228,7 @@ def _root(
 
 @app.command("run")
 def run_command(
-    snapshot: Annotated[
-        Path | None,
-        typer.Option("--snapshot", envvar="TFBULK_SNAPSHOT", help="Catalogue snapshot (SQLite)."),
-    ] = None,
+    snapshot: SnapshotPath = None,
     dest: Dest = Path("downloads"),
     state: State = None,
     concurrency: Annotated[
@@ -278,15 +308,8 @@ def run_command(
             help="Without a terminal: a stats line this often.",
         ),
     ] = "60s",
-    url_template: Annotated[
-        str, typer.Option("--url-template", envvar="TFBULK_URL_TEMPLATE", help="URL of a segment.")
-    ] = DEFAULT_URL_TEMPLATE,
-    path_template: Annotated[
-        str,
-        typer.Option(
-            "--path-template", envvar="TFBULK_PATH_TEMPLATE", help="File path under --dest."
-        ),
-    ] = DEFAULT_PATH_TEMPLATE,
+    url_template: UrlTemplate = DEFAULT_URL_TEMPLATE,
+    path_template: PathTemplate = DEFAULT_PATH_TEMPLATE,
     signer: SignerKind = "cloudfront",
     key_pair_id: KeyPairId = None,
     private_key: PrivateKey = None,
@@ -319,14 +342,11 @@ def run_command(
     ] = "60s",
 ) -> int:
     """Plan the snapshot into the state DB, then download every segment not yet done."""
-    if snapshot is None:
-        raise BadInput("--snapshot PATH (or TFBULK_SNAPSHOT) is required")
-    settings = RunSettings(
-        snapshot=snapshot,
-        dest=dest,
-        state=resolve_state(state, dest),
-        url_template=url_template,
-        path_template=path_template,
+    settings = _run_settings(
+        snapshot,
+        dest,
+        state,
+        (url_template, path_template),
         signer=_signer_settings(
             signer,
             key_pair_id,
@@ -665,23 +685,13 @@ def sign_command(
 
 @app.command("doctor")
 def doctor_command(
-    snapshot: Annotated[
-        Path | None,
-        typer.Option("--snapshot", envvar="TFBULK_SNAPSHOT", help="Catalogue snapshot (SQLite)."),
-    ] = None,
+    snapshot: SnapshotPath = None,
     dest: Dest = Path("downloads"),
     state: State = None,
     course: Courses = None,
     segment: Segments = None,
-    url_template: Annotated[
-        str, typer.Option("--url-template", envvar="TFBULK_URL_TEMPLATE", help="URL of a segment.")
-    ] = DEFAULT_URL_TEMPLATE,
-    path_template: Annotated[
-        str,
-        typer.Option(
-            "--path-template", envvar="TFBULK_PATH_TEMPLATE", help="File path under --dest."
-        ),
-    ] = DEFAULT_PATH_TEMPLATE,
+    url_template: UrlTemplate = DEFAULT_URL_TEMPLATE,
+    path_template: PathTemplate = DEFAULT_PATH_TEMPLATE,
     signer: SignerKind = "cloudfront",
     key_pair_id: KeyPairId = None,
     private_key: PrivateKey = None,
@@ -697,14 +707,11 @@ def doctor_command(
     as_json: AsJson = False,
 ) -> int:
     """Check snapshot, key, destination, free disk and state DB; non-zero if any check fails."""
-    if snapshot is None:
-        raise BadInput("--snapshot PATH (or TFBULK_SNAPSHOT) is required")
-    settings = RunSettings(
-        snapshot=snapshot,
-        dest=dest,
-        state=resolve_state(state, dest),
-        url_template=url_template,
-        path_template=path_template,
+    settings = _run_settings(
+        snapshot,
+        dest,
+        state,
+        (url_template, path_template),
         signer=_signer_settings(
             signer,
             key_pair_id,
