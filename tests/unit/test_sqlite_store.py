@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tfbulk.errors import BadInput, StateLocked
+from tfbulk.errors import BadInput, DiskError, StateLocked
 from tfbulk.plan import PlanRow
 from tfbulk.state import (
     Attempted,
@@ -23,7 +23,7 @@ from tfbulk.state import (
     SegmentRecord,
     Validated,
 )
-from tfbulk.state.sqlite import SCHEMA_VERSION, SQLiteStore
+from tfbulk.state.sqlite import SCHEMA_VERSION, SQLiteStore, _disk_error
 
 NOW = 1_700_000_000.0
 MD5 = "0123456789abcdef0123456789abcdef"
@@ -684,3 +684,12 @@ def test_plan_of_100000_rows(store: SQLiteStore) -> None:
     assert store.plan(big, {}) == PlanChanges(new=0, changed=0)
     store.start_run()
     assert claim_ids(store, 3) == [0, 1, 2]
+
+
+def test_a_full_disk_under_the_state_db_names_the_path_and_the_free_space(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    error = _disk_error(sqlite3.OperationalError("database or disk is full"), path)
+    assert isinstance(error, DiskError)
+    assert str(path) in str(error) and "bytes free" in str(error)
+    other = sqlite3.OperationalError("no such table: segments")
+    assert _disk_error(other, path) is other, "only disk problems stop the run"

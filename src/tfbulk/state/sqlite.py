@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sqlite3
 import time
 from collections import deque
@@ -441,8 +442,10 @@ def _disk_error(exc: sqlite3.OperationalError, path: Path) -> Exception:
     """A full or read-only disk under the state DB stops the run like a full destination."""
     message = str(exc)
     if "full" in message or "readonly" in message or "disk I/O" in message:
+        free = shutil.disk_usage(path.parent).free
         return DiskError(
-            f"cannot write the state DB {path}: {message}; free some space, then run again"
+            f"cannot write the state DB {path}: {message} ({free:,} bytes free on that file "
+            "system); free some space or fix permissions, then run again to resume"
         )
     return exc
 
