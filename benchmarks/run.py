@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -156,6 +157,7 @@ def benchmark_set(
 def environment(names: list[str]) -> dict[str, Any]:
     nginx = find_nginx()
     return {
+        "tfbulk_commit": _git_commit(),
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -164,6 +166,15 @@ def environment(names: list[str]) -> dict[str, Any]:
         "peak_rss_for_peers": "/usr/bin/time -v" if have_gnu_time() else "sampled VmHWM",
         "gnu_time": GNU_TIME if have_gnu_time() else None,
     }
+
+
+def _git_commit() -> str | None:
+    """The commit measured, so a table in the docs can be traced to its code."""
+    out = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        capture_output=True, text=True, check=False, cwd=Path(__file__).parent,
+    )  # fmt: skip
+    return out.stdout.strip() or None
 
 
 def make_key(work: Path) -> Path:
