@@ -176,6 +176,7 @@ class Fetcher:
         if offset:
             body.head, body.digest = await anyio.to_thread.run_sync(_hash_file, part)
         file = _PartFile(part, offset, body.digest, self._dest)
+        file.open()  # on the loop: one cheap call, and the `.part` shows while bytes arrive
         batch: list[bytes] = []
         pending = 0
         try:
@@ -235,8 +236,8 @@ def _hash_file(path: Path) -> tuple[bytes, hashlib._Hash]:
 
 
 class _PartFile:
-    """The `.part` being written. Opened, written, synced and closed on worker threads:
-    on a busy disk even open() waits for the journal, and the event loop must not."""
+    """The `.part` being written: opened when the body starts (so an in-flight download
+    shows on disk), then written and synced in batches on worker threads."""
 
     def __init__(self, part: Path, offset: int, digest: hashlib._Hash, dest: Destination):
         self._part = part
@@ -253,7 +254,7 @@ class _PartFile:
         MD5, write() and fsync() release the GIL: this runs beside the event loop."""
         for chunk in chunks:
             self._digest.update(chunk)
-        fd = self._open()
+        fd = self.open()
         try:
             _write_all(fd, chunks)
             self._end += sum(len(chunk) for chunk in chunks)
@@ -282,14 +283,14 @@ class _PartFile:
         """Best effort after a failed or cancelled attempt: bytes that arrived are kept."""
         if chunks:
             with contextlib.suppress(OSError, DiskError, AttemptFailed):
-                _write_all(self._open(), chunks)
+                _write_all(self.open(), chunks)
 
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
 
-    def _open(self) -> int:
+    def open(self) -> int:
         """An unbuffered descriptor: chunks go straight to the kernel, no copy kept here."""
         if self._fd is not None:
             return self._fd
