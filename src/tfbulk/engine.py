@@ -3,7 +3,9 @@
 There are exactly `concurrency` worker tasks, whatever the queue's length: a worker claims
 a small batch from the store, so 100,000 pending segments cost no more memory than 1,000.
 A segment waiting for its retry is back in the store with a due time, holding no slot.
-Every attempt signs its URL at the moment of the request.
+Every attempt signs its URL at the moment of the request: a first attempt on the claim's
+worker thread (a claim takes only free slots, so its jobs start at once), a retry right
+before it is sent.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ class Engine:
         self._clock = clock
         self._backoff = Backoff(tuning.backoff_base, tuning.backoff_max)
         self._db_limiter = anyio.CapacityLimiter(1)
-        self._queue: deque[Job] = deque()
+        self._queue: deque[tuple[Job, str]] = deque()
         self._claiming = False
         self._in_flight = 0
         self._ended = 0  # jobs finished so far: a claim that saw none end may call it a day
@@ -100,7 +102,7 @@ class Engine:
                 for _ in range(self._tuning.concurrency):
                     workers.start_soon(self._worker)
             flusher.cancel()
-        for job in self._queue:
+        for job, _ in self._queue:
             self._store.record(Parked(job.segment_id))
         self._queue.clear()
         with contextlib.suppress(DiskError):
@@ -125,11 +127,12 @@ class Engine:
     # -- workers ------------------------------------------------------------------
 
     async def _worker(self) -> None:
-        while (job := await self._next_job()) is not None:
+        while (claimed := await self._next_job()) is not None:
+            job, url = claimed
             try:
                 with anyio.CancelScope() as scope:
                     self._job_scopes.add(scope)
-                    await self._process(job)
+                    await self._process(job, url)
                 if scope.cancelled_caught:
                     self._park(job)
             except DiskError as exc:
@@ -141,8 +144,8 @@ class Engine:
                 self._ended += 1
                 self._wake()
 
-    async def _next_job(self) -> Job | None:
-        """The next claimed job (counted in flight), or None when there is nothing left."""
+    async def _next_job(self) -> tuple[Job, str] | None:
+        """The next claimed job and its signed URL (counted in flight), or None at the end."""
         while self._stop_reason is None and not self._drained:
             if self._queue:
                 self._in_flight += 1
@@ -161,13 +164,13 @@ class Engine:
                 await self._wait(due)
         return None
 
-    async def _claim(self) -> tuple[list[Job], float | None]:
+    async def _claim(self) -> tuple[list[tuple[Job, str]], float | None]:
         self._claiming = True
         jobs: list[Job] = []
         ended_before = self._ended
         try:
             free = self._tuning.concurrency - self._in_flight
-            jobs = await self._db(self._store.claim, free, self._clock())
+            jobs = await self._db(self._claim_signed, free)
             due = None if jobs else await self._db(self._store.next_due)
             return jobs, due
         except DiskError as exc:
@@ -180,6 +183,12 @@ class Engine:
             # each claim in turn and wake the others, round and round, at full CPU.
             if jobs or self._ended != ended_before:
                 self._wake()
+
+    def _claim_signed(self, free: int) -> list[tuple[Job, str]]:
+        """Claim and sign in one trip to the DB thread: RSA signing (~0.3 ms a URL) releases
+        the GIL, so it runs on the other core instead of the event loop, at no extra hop."""
+        jobs = self._store.claim(free, self._clock())
+        return [(job, self._sign(job)) for job in jobs]
 
     async def _wait(self, due: float | None) -> None:
         """Sleep until woken (a job ended, a claim finished, a stop) or `due` comes."""
@@ -196,7 +205,7 @@ class Engine:
 
     # -- one segment ----------------------------------------------------------------
 
-    async def _process(self, job: Job) -> None:
+    async def _process(self, job: Job, url: str) -> None:
         started = self._clock()
         try:
             final = self._final_path(job)
@@ -208,7 +217,7 @@ class Engine:
             self._store.record(Done(job.segment_id, "skipped", size, None, None, self._clock()))
             self._emit(SegmentFinished(job.segment_id, job.course_id, "skipped", size, 0.0, 0))
             return
-        fetched = await self._attempts(job, final)
+        fetched = await self._attempts(job, final, url)
         if fetched is None:
             return
         try:
@@ -241,8 +250,10 @@ class Engine:
         self._dest.make_parent(final)
         return final
 
-    async def _attempts(self, job: Job, final: Path) -> Fetched | None:
-        """Attempt until success, a retry for later (slot released), or failure."""
+    async def _attempts(self, job: Job, final: Path, url: str) -> Fetched | None:
+        """Attempt until success, a retry for later (slot released), or failure.
+
+        `url` was signed at the claim, just now; every further attempt signs afresh."""
         part = self._dest.part_of(final)
         validator = Validator(job.etag, job.last_modified, job.expected_size)
         previous = Kind(job.last_kind) if job.last_kind else None
@@ -251,7 +262,8 @@ class Engine:
             attempt += 1
             transfer = Transfer(job.segment_id, job.course_id, job.title, self._clock(), attempt)
             self._emit(SegmentStarted(transfer))
-            url = self._signer.sign(self._url(job), self._clock())
+            if attempt > job.run_attempts + 1:
+                url = self._sign(job)
             try:
                 return await self._fetcher.fetch(
                     url, part, validator, transfer, lambda v: self._remember(job, v)
@@ -277,6 +289,9 @@ class Engine:
                     return None
                 self._store.record(Attempted(job.segment_id, failure.kind, decision.message))
                 previous = failure.kind
+
+    def _sign(self, job: Job) -> str:
+        return self._signer.sign(self._url(job), self._clock())
 
     def _url(self, job: Job) -> str:
         key = video_key(job.video) or ""

@@ -7,6 +7,7 @@ starts over. The caller decides what a failure means (see `retry`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -20,6 +21,7 @@ import httpx
 
 from tfbulk import __version__
 from tfbulk.destination import FILE_MODE, Destination
+from tfbulk.errors import DiskError
 from tfbulk.events import Transfer
 from tfbulk.retry import AttemptFailed, Kind, kind_of_status, parse_retry_after
 from tfbulk.settings import Tuning
@@ -27,6 +29,9 @@ from tfbulk.signing import redact
 from tfbulk.verify import HEAD_SIZE, VerifyError, check_body
 
 HASH_BLOCK = 1 << 20
+WRITE_BATCH = 256 * 1024  # bytes received before a hand-off to a writer thread
+WRITEBACK_EVERY = 8 << 20  # bytes written before the kernel is asked to start writeback
+WRITE_THREADS = 4  # writers at once: enough to overlap fsyncs, few enough to stay small
 ERROR_BODY_LIMIT = 4096
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _UNSATISFIED_RANGE = re.compile(r"bytes \*/(\d+)")
@@ -64,6 +69,7 @@ class Fetcher:
         self._client = client
         self._dest = dest
         self._clock = clock
+        self._writers = anyio.CapacityLimiter(WRITE_THREADS)
 
     async def fetch(
         self,
@@ -90,7 +96,7 @@ class Fetcher:
                 )
                 remember(found)
                 transfer.size, transfer.resumed_from, transfer.received = total, offset, offset
-                body = await self._stream(response, part, offset, transfer)
+                body = await self._stream(response, part, offset, transfer, length)
         except httpx.TimeoutException as exc:
             raise AttemptFailed(Kind.NETWORK, _timeout_message(exc)) from None
         except httpx.TransportError as exc:
@@ -153,52 +159,49 @@ class Fetcher:
         return self._verified(body, offset, 0, Validator(etag, None, offset))
 
     async def _stream(
-        self, response: httpx.Response, part: Path, offset: int, transfer: Transfer
+        self,
+        response: httpx.Response,
+        part: Path,
+        offset: int,
+        transfer: Transfer,
+        length: int | None,
     ) -> _Body:
+        """Receive on the event loop; hash, write and fsync in batches on a worker thread.
+
+        MD5, write() and fsync() release the GIL, so a batch is digested and written on the
+        other core while the loop keeps receiving. A small file is one hand-off: its whole
+        body, then fsync, in a single thread call.
+        """
         body = _Body(received=0, head=b"", digest=hashlib.md5(usedforsecurity=False))
         if offset:
             body.head, body.digest = await anyio.to_thread.run_sync(_hash_file, part)
-        fd = self._open_part(part, offset)
+        file = _PartFile(part, offset, body.digest, self._dest)
+        file.open()  # on the loop: one cheap call, and the `.part` shows while bytes arrive
+        batch: list[bytes] = []
+        pending = 0
         try:
-            async for chunk in response.aiter_raw():
-                if len(body.head) < HEAD_SIZE:
-                    body.head += chunk[: HEAD_SIZE - len(body.head)]
-                body.digest.update(chunk)
-                self._write(fd, chunk, part)
-                body.received += len(chunk)
-                transfer.received = offset + body.received
-            self._sync(fd, part)
+            try:
+                async for chunk in response.aiter_raw():
+                    if len(body.head) < HEAD_SIZE:
+                        body.head += chunk[: HEAD_SIZE - len(body.head)]
+                    batch.append(chunk)
+                    pending += len(chunk)
+                    body.received += len(chunk)
+                    transfer.received = offset + body.received
+                    if pending >= WRITE_BATCH and body.received != length:
+                        out, batch, pending = batch, [], 0
+                        await self._run(file.write, out, False)
+            except BaseException:
+                file.keep(batch)  # a resume continues after what did arrive
+                raise
+            await self._run(file.write, batch, True)
         finally:
-            os.close(fd)
+            file.close()
         return body
 
-    def _open_part(self, part: Path, offset: int) -> int:
-        """An unbuffered descriptor: chunks go straight to the kernel, no copy kept here."""
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if offset else os.O_TRUNC)
-        try:
-            fd = os.open(part, flags, FILE_MODE)
-            os.fchmod(fd, FILE_MODE)
-        except OSError as exc:
-            self._dest.raise_if_disk(exc, part)
-            raise AttemptFailed(Kind.CLIENT, f"cannot write {part}: {exc.strerror}") from None
-        return fd
-
-    def _write(self, fd: int, chunk: bytes, part: Path) -> None:
-        view = memoryview(chunk)
-        try:
-            while view:
-                view = view[os.write(fd, view) :]
-        except OSError as exc:
-            self._dest.raise_if_disk(exc, part)
-            raise
-
-    def _sync(self, fd: int, part: Path) -> None:
-        """Data reaches the disk before the rename, so a power cut never leaves a short file."""
-        try:
-            os.fsync(fd)
-        except OSError as exc:
-            self._dest.raise_if_disk(exc, part)
-            raise
+    async def _run(self, func: Callable[..., None], *args: object) -> None:
+        """On a writer thread; never abandoned mid-write (a cancel waits for it to return)."""
+        await anyio.to_thread.run_sync(func, *args, limiter=self._writers)
 
     def _verified(self, body: _Body, offset: int, length: int | None, found: Validator) -> Fetched:
         size = offset + body.received
@@ -230,6 +233,90 @@ def _hash_file(path: Path) -> tuple[bytes, hashlib._Hash]:
         while block := handle.read(HASH_BLOCK):
             digest.update(block)
     return head, digest
+
+
+class _PartFile:
+    """The `.part` being written: opened when the body starts (so an in-flight download
+    shows on disk), then written and synced in batches on worker threads."""
+
+    def __init__(self, part: Path, offset: int, digest: hashlib._Hash, dest: Destination):
+        self._part = part
+        self._offset = offset
+        self._digest = digest
+        self._dest = dest
+        self._fd: int | None = None
+        self._end = offset  # where the next byte goes
+        self._flushed = offset  # everything before this is on its way to the disk
+
+    def write(self, chunks: list[bytes], sync: bool) -> None:
+        """Digest `chunks`, append them; with `sync`, fsync so the data is on disk before
+        the rename (a power cut never leaves a short file under the final name).
+        MD5, write() and fsync() release the GIL: this runs beside the event loop."""
+        for chunk in chunks:
+            self._digest.update(chunk)
+        fd = self.open()
+        try:
+            _write_all(fd, chunks)
+            self._end += sum(len(chunk) for chunk in chunks)
+            if sync:
+                os.fsync(fd)
+            elif self._end - self._flushed >= WRITEBACK_EVERY:
+                self._start_writeback(fd)
+        except OSError as exc:
+            self._dest.raise_if_disk(exc, self._part)
+            raise
+
+    def _start_writeback(self, fd: int) -> None:
+        """Ask the kernel to start writing what we have so far, without waiting for it.
+
+        The final fsync must put the whole file on disk before the rename; left alone, the
+        kernel would hold a 256 MiB body dirty in memory until that fsync and then write it
+        all at once while the download sits idle. Started early, the disk works while the
+        network does. (POSIX_FADV_DONTNEED starts writeback of dirty pages and drops clean
+        ones, so a bulk download also stops crowding the page cache.)
+        """
+        if hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(fd, self._flushed, self._end - self._flushed, os.POSIX_FADV_DONTNEED)
+        self._flushed = self._end
+
+    def keep(self, chunks: list[bytes]) -> None:
+        """Best effort after a failed or cancelled attempt: bytes that arrived are kept."""
+        if chunks:
+            with contextlib.suppress(OSError, DiskError, AttemptFailed):
+                _write_all(self.open(), chunks)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def open(self) -> int:
+        """An unbuffered descriptor: chunks go straight to the kernel, no copy kept here."""
+        if self._fd is not None:
+            return self._fd
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if self._offset else os.O_TRUNC)
+        try:
+            self._fd = os.open(self._part, flags, FILE_MODE)
+            os.fchmod(self._fd, FILE_MODE)
+        except OSError as exc:
+            self._dest.raise_if_disk(exc, self._part)
+            raise AttemptFailed(Kind.CLIENT, f"cannot write {self._part}: {exc.strerror}") from None
+        return self._fd
+
+
+def _write_all(fd: int, chunks: list[bytes]) -> None:
+    """writev() the batch, finishing any short write chunk by chunk."""
+    if not chunks:
+        return
+    written = os.writev(fd, chunks)
+    for chunk in chunks:
+        if written >= len(chunk):
+            written -= len(chunk)
+            continue
+        view = memoryview(chunk)[written:]
+        written = 0
+        while view:
+            view = view[os.write(fd, view) :]
 
 
 def _phrase(status: int, given: str) -> str:
@@ -266,7 +353,17 @@ def _timeout_message(exc: httpx.TimeoutException) -> str:
 
 
 def http_client(tuning: Tuning) -> httpx.AsyncClient:
-    """One client per run: pooled keep-alive connections, no total-time cap on a body."""
+    """One client per run: pooled keep-alive connections, no total-time cap on a body.
+
+    httpx is the API; the transport underneath is aiohttp's (see `transport`), which
+    moves about three times the requests per second of httpx's default on this workload.
+    Imported here, not at the top: `status`, `failed` and `retry` never pay for aiohttp.
+    """
+    from tfbulk.transport import AiohttpTransport
+
+    limits = httpx.Limits(
+        max_connections=tuning.concurrency, max_keepalive_connections=tuning.concurrency
+    )
     return httpx.AsyncClient(
         timeout=httpx.Timeout(
             connect=tuning.connect_timeout,
@@ -274,9 +371,8 @@ def http_client(tuning: Tuning) -> httpx.AsyncClient:
             write=tuning.read_timeout,
             pool=None,
         ),
-        limits=httpx.Limits(
-            max_connections=tuning.concurrency, max_keepalive_connections=tuning.concurrency
-        ),
+        limits=limits,
+        transport=AiohttpTransport(limits=limits),
         headers={"User-Agent": f"tfbulk/{__version__}"},
         follow_redirects=True,
     )

@@ -1,0 +1,1 @@
+"""Parts of the benchmark; `benchmarks/run.py` is the one command."""

@@ -1,0 +1,93 @@
+"""The three contenders, each downloading one data set with 10 transfers at once.
+
+tfbulk gets a catalogue snapshot and signs every URL for real with a throw-away key (nginx
+ignores the query string); the peers get the plain URL list a user would script them with.
+Each writes flat `<id>.mp4` files into a fresh folder, so all do the same file work.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+CONCURRENCY = 10
+KEY_PAIR_ID = "KBENCHMARKKEY"
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything a contender reads for one data set (built once, reused every round)."""
+
+    snapshot: Path
+    private_key: Path
+    url_template: str
+    aria2_input: Path
+    curl_config: Path
+
+
+def tfbulk_argv(inputs: Inputs, dest: Path) -> list[str]:
+    """`tfbulk run` as a user runs it: fresh state DB (inside the fresh --dest), no progress."""
+    return [
+        sys.executable, "-m", "tfbulk", "run",
+        "--snapshot", str(inputs.snapshot),
+        "--dest", str(dest),
+        "--url-template", inputs.url_template,
+        "--path-template", "{segment_id}.mp4",
+        "--key-pair-id", KEY_PAIR_ID,
+        "--private-key", str(inputs.private_key),
+        "--concurrency", str(CONCURRENCY),
+        "--no-progress",
+        "--json",
+    ]  # fmt: skip
+
+
+def aria2c_argv(inputs: Inputs, dest: Path) -> list[str]:
+    """`aria2c -i urls.txt -j 10`, quiet, into `dest` (defaults otherwise)."""
+    return [
+        "aria2c",
+        "--input-file", str(inputs.aria2_input),
+        "--max-concurrent-downloads", str(CONCURRENCY),
+        "--dir", str(dest),
+        "--quiet=true",
+        "--auto-file-renaming=false",
+        "--allow-overwrite=true",
+    ]  # fmt: skip
+
+
+def curl_argv(inputs: Inputs, dest: Path) -> list[str]:
+    """`curl --parallel --parallel-max 10` over a config of url/output pairs."""
+    return [
+        "curl",
+        "--parallel", "--parallel-max", str(CONCURRENCY),
+        "--config", str(inputs.curl_config),
+        "--output-dir", str(dest),
+        "--silent", "--show-error", "--fail",
+    ]  # fmt: skip
+
+
+BUILDERS = {"tfbulk": tfbulk_argv, "aria2c": aria2c_argv, "curl": curl_argv}
+PEERS = ("aria2c", "curl")
+TOOLS = {"aria2c": "aria2c", "curl": "curl"}
+
+
+def missing_tools(names: list[str]) -> list[str]:
+    """Peers whose program is not installed (Debian packages `aria2` and `curl`)."""
+    return [name for name in names if name in TOOLS and shutil.which(TOOLS[name]) is None]
+
+
+def child_env() -> dict[str, str]:
+    """The caller's environment minus TFBULK_* settings that would change the run."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("TFBULK_")}
+
+
+def tool_version(name: str) -> str:
+    if name == "tfbulk":
+        from tfbulk import __version__
+
+        return f"tfbulk {__version__}"
+    out = subprocess.run([TOOLS[name], "--version"], capture_output=True, text=True, check=False)
+    return out.stdout.splitlines()[0].strip() if out.stdout else "unknown"

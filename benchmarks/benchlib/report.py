@@ -1,0 +1,201 @@
+"""From individual runs to what the issue asks for: medians and ranges per contender,
+tfbulk's ratio to each peer *from the same round* (so a noisy minute hurts both sides of a
+ratio alike), the targets, a table for stdout and a JSON document."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from benchlib.datasets import DataSet
+
+MB = 1_000_000
+
+
+@dataclass
+class Run:
+    """One contender's download of one data set in one round."""
+
+    dataset: str
+    round: int
+    contender: str
+    exit_code: int
+    wall_s: float
+    cpu_s: float
+    peak_rss_bytes: int | None
+    rss_method: str
+    files: int
+    bytes: int
+    identical: int
+    ok: bool
+    problem: str = ""
+
+    @property
+    def files_per_s(self) -> float:
+        return self.files / self.wall_s
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.bytes / MB / self.wall_s
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Median and range: a shared, noisy machine makes means meaningless."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def headline(dataset: DataSet) -> str:
+    """The rate the targets are stated in: files/s for small files, MB/s for large ones."""
+    return "mb_per_s" if dataset.file_bytes >= 16 * MB else "files_per_s"
+
+
+def summarise(dataset: DataSet, runs: list[Run], peers: list[str]) -> dict[str, Any]:
+    """Per contender spreads, and per peer the spread of same-round ratios."""
+    mine = [r for r in runs if r.dataset == dataset.name]
+    contenders: dict[str, Any] = {}
+    for name in dict.fromkeys(r.contender for r in mine):
+        own = [r for r in mine if r.contender == name]
+        contenders[name] = {
+            "wall_s": spread([r.wall_s for r in own]),
+            "files_per_s": spread([r.files_per_s for r in own]),
+            "mb_per_s": spread([r.mb_per_s for r in own]),
+            "cpu_s": spread([r.cpu_s for r in own]),
+            "peak_rss_mb": spread([(r.peak_rss_bytes or 0) / MB for r in own]),
+            "rss_method": own[0].rss_method,
+            "all_ok": all(r.ok for r in own),
+        }
+    return {
+        "files": dataset.files,
+        "file_bytes": dataset.file_bytes,
+        "total_bytes": dataset.total_bytes,
+        "headline": headline(dataset),
+        "contenders": contenders,
+        "ratios": {peer: _ratios(mine, peer) for peer in peers if peer in contenders},
+        "runs": [asdict(r) | {"files_per_s": r.files_per_s, "mb_per_s": r.mb_per_s} for r in mine],
+    }
+
+
+def _ratios(runs: list[Run], peer: str) -> dict[str, Any]:
+    """tfbulk's rate ÷ the peer's, round by round (same work, so the inverse wall ratio)."""
+    per_round = []
+    for number in sorted({r.round for r in runs}):
+        ours = [r for r in runs if r.round == number and r.contender == "tfbulk"]
+        theirs = [r for r in runs if r.round == number and r.contender == peer]
+        if ours and theirs:
+            per_round.append(theirs[0].wall_s / ours[0].wall_s)
+    return {"per_round": per_round, **(spread(per_round) if per_round else {})}
+
+
+# -- targets -------------------------------------------------------------------------------
+
+SPEED_TARGETS = {
+    # data set: {peer: minimum ratio of tfbulk's headline rate to the peer's}
+    "small": {"curl": 0.8, "aria2c": 2.0},
+    "large": {"curl": 0.9, "aria2c": 2.0},
+}
+RSS_LIMIT_MB = 64
+SCALE_TARGETS = {"plan_s": 3.0, "status_s": 1.0, "rerun_first_download_s": 3.0}
+
+
+def targets(summary: dict[str, Any], scale: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Every target of issue 7 that this run measured, with the value and met/not met."""
+    found = _speed_targets(summary) + _rss_targets(summary)
+    for key, limit in SCALE_TARGETS.items():
+        if scale and scale.get(key) is not None:
+            name = f"scale: {key} ({scale['segments']:,} segments)"
+            found.append(_target(name, f"<= {limit}", scale[key], scale[key] <= limit))
+    return found
+
+
+def _speed_targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    found = []
+    for name, limits in SPEED_TARGETS.items():
+        if name not in summary:
+            continue
+        unit = "MB/s" if summary[name]["headline"] == "mb_per_s" else "files/s"
+        for peer, minimum in limits.items():
+            ratio = summary[name]["ratios"].get(peer, {}).get("median")
+            if ratio is not None:
+                label = f"{name}: tfbulk {unit} ÷ {peer} (median of rounds)"
+                found.append(_target(label, f">= {minimum}", ratio, ratio >= minimum))
+    return found
+
+
+def _rss_targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    rss = {
+        name: summary[name]["contenders"]["tfbulk"]["peak_rss_mb"]["max"]
+        for name in ("small", "large")
+        if name in summary and "tfbulk" in summary[name]["contenders"]
+    }
+    found = [
+        _target(f"{name}: tfbulk peak RSS MB (worst round)", f"<= {RSS_LIMIT_MB}", peak,
+                peak <= RSS_LIMIT_MB)
+        for name, peak in rss.items()
+    ]  # fmt: skip
+    if len(rss) == 2:
+        # "No higher": within 1 MB, the resolution allocator noise allows.
+        growth = rss["large"] - rss["small"]
+        found.append(_target("tfbulk peak RSS large − small (MB)", "<= 1", growth, growth <= 1))
+    return found
+
+
+def _target(name: str, goal: str, value: float, met: bool) -> dict[str, Any]:
+    return {"target": name, "goal": goal, "value": round(value, 3), "met": met}
+
+
+# -- the table ---------------------------------------------------------------------------
+
+
+def _cell(stat: dict[str, float], digits: int) -> str:
+    fmt = f"{{:,.{digits}f}}"
+    middle, low, high = (fmt.format(stat[k]) for k in ("median", "min", "max"))
+    return f"{middle} ({low}–{high})"
+
+
+def table(name: str, data: dict[str, Any], rounds: int) -> str:
+    """A fixed-width table: medians with (min–max), then the same-round ratios."""
+    size = data["file_bytes"]
+    label = f"{size // (1 << 20)} MiB" if size >= 1 << 20 else f"{size // 1024} KiB"
+    lines = [
+        f"{name}: {data['files']:,} files × {label} = {data['total_bytes'] / MB:,.0f} MB, "
+        f"10 at once, {rounds} round{'s' if rounds != 1 else ''}; median (min–max)",
+        f"{'contender':<9}  {'wall s':<19}  {'files/s':<22}  {'MB/s':<19}  {'CPU s':<19}  "
+        f"{'peak RSS MB':<19}  ok",
+    ]
+    for contender, c in data["contenders"].items():
+        lines.append(
+            f"{contender:<9}  {_cell(c['wall_s'], 2):<19}  {_cell(c['files_per_s'], 0):<22}  "
+            f"{_cell(c['mb_per_s'], 0):<19}  {_cell(c['cpu_s'], 2):<19}  "
+            f"{_cell(c['peak_rss_mb'], 1):<19}  {'yes' if c['all_ok'] else 'NO'}"
+        )
+    unit = "MB/s" if data["headline"] == "mb_per_s" else "files/s"
+    for peer, ratio in data["ratios"].items():
+        if "median" in ratio:
+            rounds_text = ", ".join(f"{r:.2f}" for r in ratio["per_round"])
+            lines.append(
+                f"  tfbulk ÷ {peer} ({unit}, same round): {_cell(ratio, 2)}  [{rounds_text}]"
+            )
+    return "\n".join(lines)
+
+
+def scale_table(scale: dict[str, Any]) -> str:
+    segments = scale["segments"]
+    rows = [
+        f"scale (tfbulk alone, {segments:,}-segment snapshot)",
+        f"  plan into a fresh state DB, until the run starts: {scale['plan_s']:.2f} s, "
+        f"peak RSS {scale['plan_peak_rss_bytes'] / MB:.1f} MB",
+        f"  tfbulk status on that state DB: {scale['status_s']:.2f} s "
+        f"(median of {len(scale['status_runs_s'])})",
+        f"  rerun with {scale['done_fraction']:.0%} done, until the first new download "
+        f"starts: {scale['rerun_first_download_s']:.2f} s",
+    ]
+    return "\n".join(rows)
+
+
+def targets_table(found: list[dict[str, Any]]) -> str:
+    lines = ["targets"]
+    for t in found:
+        verdict = "met    " if t["met"] else "NOT MET"
+        lines.append(f"  {verdict}  {t['target']}: {t['value']} (goal {t['goal']})")
+    return "\n".join(lines)
