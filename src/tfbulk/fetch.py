@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import os
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -30,6 +31,7 @@ from tfbulk.verify import HEAD_SIZE, VerifyError, check_body
 
 HASH_BLOCK = 1 << 20
 WRITE_BATCH = 256 * 1024  # bytes received before a hand-off to a writer thread
+WRITE_INTERVAL = 0.5  # seconds: a slow transfer still reaches the disk (and a resume) this often
 WRITEBACK_EVERY = 8 << 20  # bytes written before the kernel is asked to start writeback
 WRITE_THREADS = 4  # writers at once: enough to overlap fsyncs, few enough to stay small
 ERROR_BODY_LIMIT = 4096
@@ -170,7 +172,8 @@ class Fetcher:
 
         MD5, write() and fsync() release the GIL, so a batch is digested and written on the
         other core while the loop keeps receiving. A small file is one hand-off: its whole
-        body, then fsync, in a single thread call.
+        body, then fsync, in a single thread call. A slow transfer hands off at least every
+        WRITE_INTERVAL, so a killed run loses at most that much of it.
         """
         body = _Body(received=0, head=b"", digest=hashlib.md5(usedforsecurity=False))
         if offset:
@@ -179,6 +182,7 @@ class Fetcher:
         file.open()  # on the loop: one cheap call, and the `.part` shows while bytes arrive
         batch: list[bytes] = []
         pending = 0
+        written_at = time.monotonic()
         try:
             try:
                 async for chunk in response.aiter_raw():
@@ -188,9 +192,12 @@ class Fetcher:
                     pending += len(chunk)
                     body.received += len(chunk)
                     transfer.received = offset + body.received
-                    if pending >= WRITE_BATCH and body.received != length:
+                    if body.received != length and (
+                        pending >= WRITE_BATCH or time.monotonic() - written_at >= WRITE_INTERVAL
+                    ):
                         out, batch, pending = batch, [], 0
                         await self._run(file.write, out, False)
+                        written_at = time.monotonic()
             except BaseException:
                 file.keep(batch)  # a resume continues after what did arrive
                 raise
