@@ -144,6 +144,20 @@ class Summary:
         return data
 
 
+def summary_from(rows: Iterable[tuple[int, str | None, str, int, int]]) -> Summary:
+    """Both stores' summary query returns (course, title, status, count, bytes) rows."""
+    courses: dict[int, dict[str, object]] = {}
+    for course_id, title, status, count, size in rows:
+        entry = courses.setdefault(course_id, {"title": title, "total": 0, "bytes": 0})
+        entry[status] = count
+        entry["total"] = int(entry["total"]) + count  # type: ignore[call-overload]
+        if status in ("success", "skipped"):
+            entry["bytes"] = int(entry["bytes"]) + size  # type: ignore[call-overload]
+    return Summary(
+        tuple(CourseCounts(course_id=cid, **values) for cid, values in courses.items())  # type: ignore[arg-type]
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class SegmentRecord:
     """One row as `status --course` and `failed` show it."""

@@ -43,11 +43,11 @@ from tfbulk.state import (
     Summary,
     Validated,
     WorkerStatus,
+    summary_from,
 )
 from tfbulk.state.heartbeat import Heartbeat
 from tfbulk.state.partlock import PartLocks
 from tfbulk.state.pgschema import SCHEMA, check_version, migrate, schema_version
-from tfbulk.state.sqlite import _summary_from as summary_from
 from tfbulk.state.url import redact_url, scrub
 
 PLAN_LOCK = 0x7466_0002

@@ -24,7 +24,6 @@ from tfbulk.errors import BadInput, DiskError
 from tfbulk.plan import PlanRow
 from tfbulk.state import (
     Attempted,
-    CourseCounts,
     Done,
     Failed,
     Job,
@@ -36,6 +35,7 @@ from tfbulk.state import (
     Summary,
     Validated,
     WorkerStatus,
+    summary_from,
 )
 from tfbulk.state.lock import RunLock
 
@@ -346,7 +346,7 @@ class SQLiteStore:
             "GROUP BY s.course_id, s.status ORDER BY s.course_id",
             params,
         )
-        return _summary_from(rows)
+        return summary_from(rows)
 
     def records(
         self,
@@ -448,19 +448,6 @@ def _disk_error(exc: sqlite3.OperationalError, path: Path) -> Exception:
             "system); free some space or fix permissions, then run again to resume"
         )
     return exc
-
-
-def _summary_from(rows: Iterable[tuple[int, str | None, str, int, int]]) -> Summary:
-    courses: dict[int, dict[str, object]] = {}
-    for course_id, title, status, count, size in rows:
-        entry = courses.setdefault(course_id, {"title": title, "total": 0, "bytes": 0})
-        entry[status] = count
-        entry["total"] = int(entry["total"]) + count  # type: ignore[call-overload]
-        if status in ("success", "skipped"):
-            entry["bytes"] = int(entry["bytes"]) + size  # type: ignore[call-overload]
-    return Summary(
-        tuple(CourseCounts(course_id=cid, **values) for cid, values in courses.items())  # type: ignore[arg-type]
-    )
 
 
 def _create_private_file(path: Path) -> None:
