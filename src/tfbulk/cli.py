@@ -79,7 +79,13 @@ SnapshotPath = Annotated[
     typer.Option("--snapshot", envvar="TFBULK_SNAPSHOT", help="Catalogue snapshot (SQLite)."),
 ]
 UrlTemplate = Annotated[
-    str, typer.Option("--url-template", envvar="TFBULK_URL_TEMPLATE", help="URL of a segment.")
+    str | None,
+    typer.Option(
+        "--url-template",
+        envvar="TFBULK_URL_TEMPLATE",
+        help=f"URL of a segment (default {DEFAULT_URL_TEMPLATE}; not with --signer s3).",
+        show_default=False,
+    ),
 ]
 PathTemplate = Annotated[
     str,
@@ -190,19 +196,27 @@ def _run_settings(
     snapshot: Path | None,
     dest: Path,
     state: str | None,
-    templates: tuple[str, str],
+    templates: tuple[str | None, str],
+    *,
+    signer: SignerSettings,
     **rest: Any,
 ) -> RunSettings:
     """What `run` and `doctor` both need: input, output, templates; the rest is theirs."""
     if snapshot is None:
         raise BadInput("--snapshot PATH (or TFBULK_SNAPSHOT) is required")
     url_template, path_template = templates
+    if url_template is not None and signer.kind == "s3":
+        raise BadInput(
+            "--url-template (or TFBULK_URL_TEMPLATE) does not apply to --signer s3, whose "
+            "URLs come from --bucket, --key-template and --endpoint-url; drop one of them"
+        )
     return RunSettings(
         snapshot=snapshot,
         dest=dest,
         state=resolve_state(state, dest),
-        url_template=url_template,
+        url_template=url_template or DEFAULT_URL_TEMPLATE,
         path_template=path_template,
+        signer=signer,
         **rest,
     )
 
@@ -308,7 +322,7 @@ def run_command(
             help="Without a terminal: a stats line this often.",
         ),
     ] = "60s",
-    url_template: UrlTemplate = DEFAULT_URL_TEMPLATE,
+    url_template: UrlTemplate = None,
     path_template: PathTemplate = DEFAULT_PATH_TEMPLATE,
     signer: SignerKind = "cloudfront",
     key_pair_id: KeyPairId = None,
@@ -690,7 +704,7 @@ def doctor_command(
     state: State = None,
     course: Courses = None,
     segment: Segments = None,
-    url_template: UrlTemplate = DEFAULT_URL_TEMPLATE,
+    url_template: UrlTemplate = None,
     path_template: PathTemplate = DEFAULT_PATH_TEMPLATE,
     signer: SignerKind = "cloudfront",
     key_pair_id: KeyPairId = None,

@@ -241,6 +241,12 @@ BAD_INPUT: dict[str, tuple[list[str], dict[str, str], str]] = {
     "bad region": (["--region", "eu/west"], {}, "--region 'eu/west' is not a region name"),
     "bad endpoint": (["--endpoint-url", "s3.local"], {}, "--endpoint-url 's3.local'"),
     "bad key template": (["--key-template", "{video_id}.mp4"], {}, "unknown placeholder"),
+    "a url template too": (["--url-template", "https://x/{segment_id}"], {}, "--url-template"),
+    "a url template from the environment": (
+        [],
+        {"TFBULK_URL_TEMPLATE": "https://x/{segment_id}"},
+        "does not apply to --signer s3",
+    ),
 }
 
 
