@@ -13,16 +13,12 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from tfbulk import __version__
-from tfbulk.audit import AuditReport, audit
-from tfbulk.credentials import build_signer, load_public_key
-from tfbulk.demo import DemoOptions
-from tfbulk.demo import prepare as prepare_demo
-from tfbulk.display.checks import print_checks
+from tfbulk.credentials import build_signer
 from tfbulk.display.console import RunDisplay, make_console
 from tfbulk.display.logfile import JsonLog
 from tfbulk.display.summary import (
@@ -33,11 +29,8 @@ from tfbulk.display.summary import (
     totals_line,
     workers_table,
 )
-from tfbulk.doctor import as_json as doctor_json
-from tfbulk.doctor import diagnose
 from tfbulk.errors import BadInput, TfbulkError
 from tfbulk.events import Broadcast, Observer
-from tfbulk.origin import DirectoryContent, Origin, SyntheticContent
 from tfbulk.report import DryRunReport, RunReport
 from tfbulk.runner import dry_run, run
 from tfbulk.settings import (
@@ -61,6 +54,12 @@ from tfbulk.settings import (
 )
 from tfbulk.state import Store, WorkerStatus, open_store
 from tfbulk.urls import sign_target
+
+if TYPE_CHECKING:
+    from tfbulk.audit import AuditReport
+
+# `verify`, `doctor`, `demo` and `origin` import their modules when they run: a cron `run`
+# then never loads the origin's server, the doctor's probes or the audit (about 5 MB RSS).
 
 app = typer.Typer(
     name="tfbulk",
@@ -626,6 +625,8 @@ def verify_command(
     as_json: AsJson = False,
 ) -> int:
     """Re-check finished files against the state DB; requeue missing or damaged ones."""
+    from tfbulk.audit import audit
+
     store = _open_existing(state, dest)
     try:
         report = audit(store, dest, full=full, course=course)
@@ -739,6 +740,10 @@ def doctor_command(
         ),
         scope=Scope(courses=frozenset(course or ()), segments=frozenset(segment or ())),
     )
+    from tfbulk.display.checks import print_checks
+    from tfbulk.doctor import as_json as doctor_json
+    from tfbulk.doctor import diagnose
+
     checks = diagnose(settings, probe=probe)
     if as_json:
         _print_json(doctor_json(checks))
@@ -780,6 +785,9 @@ def demo_command(
     as_json: AsJson = False,
 ) -> int:
     """A self-contained run on this machine: sample catalogue, throw-away key, local origin."""
+    from tfbulk.demo import DemoOptions
+    from tfbulk.demo import prepare as prepare_demo
+
     options = DemoOptions(
         folder=folder,
         courses=check_positive(courses, "--courses"),
@@ -841,6 +849,9 @@ def origin_command(
     max_size: Annotated[str, typer.Option("--max-size", help="Largest synthetic body.")] = "3M",
 ) -> int:
     """Serve a local CloudFront-like origin to rehearse a configuration (Ctrl-C stops it)."""
+    from tfbulk.credentials import load_public_key
+    from tfbulk.origin import DirectoryContent, Origin, SyntheticContent
+
     if synthetic == (root is not None):
         raise BadInput("pass exactly one of --synthetic or --root DIR")
     if root is not None and not root.is_dir():
