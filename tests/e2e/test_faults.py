@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 from email.utils import formatdate
@@ -236,6 +237,11 @@ def test_disk_full_stops_cleanly_and_resumes(
     assert finished, "files finished before the disk filled must stay"
     for path in finished:
         assert path.read_bytes() == ws.expected(int(path.stem))
+    summary = json.loads(result.stdout)
+    assert summary["stopped"] == "disk"
+    assert summary["processing"] == 0, "in-flight segments were parked, even uncommitted"
+    assert summary["success"] == len(finished)
+    assert summary["pending"] == summary["total"] - len(finished)
 
     subprocess.run(["mount", "-o", "remount,size=8m", str(small_disk)], check=True)
     again = ws.tfbulk(*args, "--state", str(state))

@@ -334,18 +334,44 @@ class SQLiteStore:
         with contextlib.suppress(DiskError):
             self.flush()
 
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Reads inside see every recorded outcome, even those a full disk kept out.
+
+        Outcomes that could not be committed are applied in a transaction that is only
+        read and then rolled back (the changes stay in memory), so the summary of a run
+        stopped by a full disk counts what the next run will find, not the last commit.
+        """
+        self._flush_if_possible()
+        if not self._buffer:
+            yield
+            return
+        try:
+            self._conn.execute("BEGIN")
+            now = time.time()
+            for outcome in self._buffer:
+                self._conn.execute(_APPLY[type(outcome)], _params(outcome, now))
+        except sqlite3.OperationalError:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+        try:
+            yield
+        finally:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+
     # -- reading --------------------------------------------------------------------
 
     def summary(self, *, scoped: bool = True, course: int | None = None) -> Summary:
         """Counts per course and status: of this run's scope, or of the whole DB."""
-        self._flush_if_possible()
         where, params = self._filter(scoped=scoped, course=course)
-        rows = self._conn.execute(
-            "SELECT s.course_id, c.title, s.status, count(*), coalesce(sum(s.size), 0) "
-            f"FROM segments s LEFT JOIN courses c ON c.id = s.course_id {where} "
-            "GROUP BY s.course_id, s.status ORDER BY s.course_id",
-            params,
-        )
+        with self._reading():
+            rows = self._conn.execute(
+                "SELECT s.course_id, c.title, s.status, count(*), coalesce(sum(s.size), 0) "
+                f"FROM segments s LEFT JOIN courses c ON c.id = s.course_id {where} "
+                "GROUP BY s.course_id, s.status ORDER BY s.course_id",
+                params,
+            ).fetchall()
         return summary_from(rows)
 
     def records(
@@ -357,15 +383,16 @@ class SQLiteStore:
         limit: int = -1,
     ) -> list[SegmentRecord]:
         """Segments in (course, id) order, filtered; `status --course` and `failed` show these."""
-        self._flush_if_possible()
         where, params = self._filter(scoped=scoped, course=course)
         if status:
             where = f"{where} {'AND' if where else 'WHERE'} s.status = ?"
             params = (*params, status)
-        rows = self._conn.execute(
-            f"SELECT {_RECORD_COLUMNS} FROM segments s {where} ORDER BY s.course_id, s.id LIMIT ?",
-            (*params, limit),
-        )
+        with self._reading():
+            rows = self._conn.execute(
+                f"SELECT {_RECORD_COLUMNS} FROM segments s {where} "
+                "ORDER BY s.course_id, s.id LIMIT ?",
+                (*params, limit),
+            ).fetchall()
         return [SegmentRecord(*row) for row in rows]
 
     def finished(self, *, course: int | None = None) -> Iterator[SegmentRecord]:
