@@ -484,7 +484,7 @@ def _space(free: int, found: _Findings) -> Check:
     needed = int(average * remaining)
     detail = (
         f"{human_bytes(free)} free, about {human_bytes(needed)} still needed "
-        f"({remaining:,} segments × {human_bytes(average)})"
+        f"({remaining:,} segment{'' if remaining == 1 else 's'} × {human_bytes(average)})"
     )
     if needed > free:
         return Check(
