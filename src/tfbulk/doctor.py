@@ -23,7 +23,7 @@ from tfbulk.credentials import (
     load_private_key,
 )
 from tfbulk.destination import write_problem
-from tfbulk.display.format import human_bytes, human_duration
+from tfbulk.display.format import counted, human_bytes, human_duration
 from tfbulk.errors import BadInput, TfbulkError
 from tfbulk.plan import PlanRow, PlanStats, Segment, Template, plan_rows, video_key
 from tfbulk.retry import FORBIDDEN_HINTS
@@ -326,7 +326,7 @@ def _postgres_checks(spec: str, found: _Findings) -> list[Check]:
         store.close()
     return [
         Check("state", "state DB opens", OK, f"{where}: opens, schema known"),
-        Check("state", "workers", OK, f"{live} live worker(s) on this queue now"),
+        Check("state", "workers", OK, f"{counted(live, 'live worker')} on this queue now"),
     ]
 
 
@@ -484,7 +484,7 @@ def _space(free: int, found: _Findings) -> Check:
     needed = int(average * remaining)
     detail = (
         f"{human_bytes(free)} free, about {human_bytes(needed)} still needed "
-        f"({remaining:,} segment{'' if remaining == 1 else 's'} × {human_bytes(average)})"
+        f"({counted(remaining, 'segment')} × {human_bytes(average)})"
     )
     if needed > free:
         return Check(

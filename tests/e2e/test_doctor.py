@@ -56,7 +56,7 @@ def test_human_output_is_a_table_with_advice(ws: Workspace) -> None:
     result = ws.tfbulk(*args)
     assert result.code == 1
     assert "✗" in result.stdout and "→ pass --key-pair-id" in result.stdout
-    assert "1 check(s) failed" in result.stdout
+    assert "1 check failed" in result.stdout
 
 
 def test_missing_snapshot_fails(ws: Workspace) -> None:

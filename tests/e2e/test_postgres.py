@@ -566,7 +566,7 @@ def test_doctor_checks_the_postgres_queue(shared: Shared) -> None:
     known, checks = doctor(ws, "--state", shared.url)
     assert known.code == 0, known.stdout
     assert checks["state: state DB opens"]["status"] == "ok"
-    assert "0 live worker(s)" in checks["state: workers"]["detail"]
+    assert "0 live workers" in checks["state: workers"]["detail"]
     remaining = sum(1 for course, _ in ws.downloadable() if course != 1)
     assert f"{remaining:,} segments" in checks["destination: free space"]["detail"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tfbulk.display.format import human_bytes, human_duration, human_rate, percent
+from tfbulk.display.format import counted, human_bytes, human_duration, human_rate, percent
 
 
 @pytest.mark.parametrize(
@@ -53,3 +53,11 @@ def test_human_bytes_and_rate() -> None:
     assert human_bytes(1500) == "1.5 kB"
     assert human_bytes(2_000_000.7) == "2.0 MB"
     assert human_rate(1_500_000) == "1.5 MB/s"
+
+
+@pytest.mark.parametrize(
+    ("count", "text"),
+    [(0, "0 segments"), (1, "1 segment"), (2, "2 segments"), (12345, "12,345 segments")],
+)
+def test_counted(count: int, text: str) -> None:
+    assert counted(count, "segment") == text

@@ -80,6 +80,18 @@ def test_live_frame_uses_a_wide_terminal_for_titles_and_more_rows() -> None:
     assert sum("↓" in line for line in wide) == 10
 
 
+@pytest.mark.parametrize(
+    ("courses", "more"), [(9, "and 1 more course"), (12, "and 4 more courses")]
+)
+def test_live_frame_names_how_many_courses_it_leaves_out(courses: int, more: str) -> None:
+    totals = tuple(CourseTotals(c, f"Course {c}", 5, 0, 0) for c in range(1, courses + 1))
+    tracker = RunTracker()
+    tracker(RunStarted(5 * courses, 0, 0, 5 * courses, 10, "/srv/videos", "all", totals))
+    lines = render(LiveView(tracker, Console(width=140, height=50)), 140, 50)
+    assert sum(line.lstrip().startswith("course ") for line in lines) == 8
+    assert more in [line.strip() for line in lines]
+
+
 def test_live_frame_in_a_tiny_terminal_keeps_the_essentials() -> None:
     lines = render(LiveView(busy_tracker(), Console(width=60, height=12)), 60, 12)
     text = "\n".join(lines)

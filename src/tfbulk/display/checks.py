@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from tfbulk.display.format import counted
 from tfbulk.doctor import FAIL, OK, Check
 
 MARKS = {OK: ("✓", "green"), "warn": ("!", "yellow"), FAIL: ("✗", "red")}
@@ -29,5 +30,5 @@ def print_checks(console: Console, checks: Sequence[Check], *, fancy: bool) -> N
     console.print(table)
     failed = sum(1 for c in checks if c.status == FAIL)
     warned = sum(1 for c in checks if c.status == "warn")
-    verdict = "all checks passed" if not failed else f"{failed} check(s) failed"
-    console.print(f"{verdict}" + (f", {warned} warning(s)" if warned else ""))
+    verdict = "all checks passed" if not failed else f"{counted(failed, 'check')} failed"
+    console.print(f"{verdict}" + (f", {counted(warned, 'warning')}" if warned else ""))

@@ -30,5 +30,10 @@ def human_duration(seconds: float | None) -> str:
     return f"{secs}s"
 
 
+def counted(count: int, noun: str) -> str:
+    """`1 segment`, `2 segments`, `1,204 courses`: no "(s)" in front of an operator."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 def percent(done: int, total: int) -> str:
     return f"{100 * done / total:.1f}%" if total else "100.0%"

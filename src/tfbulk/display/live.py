@@ -14,7 +14,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from tfbulk.display.format import human_bytes, human_duration, human_rate, percent
+from tfbulk.display.format import counted, human_bytes, human_duration, human_rate, percent
 from tfbulk.display.summary import status_grid
 from tfbulk.display.tracker import RunTracker, Snapshot
 from tfbulk.events import Event, RunFinished, RunStarted
@@ -134,7 +134,7 @@ class LiveView:
                 + (f" ({course.failed} failed)" if course.failed else ""),
             )
         if len(active) > len(shown):
-            table.add_row("", f"and {len(active) - len(shown)} more courses", "", "")
+            table.add_row("", f"and {counted(len(active) - len(shown), 'more course')}", "", "")
         return table
 
 

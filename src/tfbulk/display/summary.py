@@ -14,7 +14,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from tfbulk.display.format import human_bytes, human_duration, human_rate, percent
+from tfbulk.display.format import counted, human_bytes, human_duration, human_rate, percent
 from tfbulk.state import CourseCounts, SegmentRecord, Summary, WorkerStatus
 
 FAILURES_SHOWN = 20
@@ -81,7 +81,8 @@ def course_table(courses: Sequence[CourseCounts], *, fancy: bool, bars: bool) ->
             cells.append(_bar(course.done, course.total, fancy=fancy))
         table.add_row(*cells)
     if len(courses) > COURSES_SHOWN:
-        table.add_row("…", f"and {len(courses) - COURSES_SHOWN} more courses (use --json)")
+        hidden = counted(len(courses) - COURSES_SHOWN, "more course")
+        table.add_row("…", f"and {hidden} (use --json)")
     return table
 
 
