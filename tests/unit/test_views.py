@@ -13,7 +13,7 @@ from rich.console import Console
 from tfbulk.display.live import LiveView
 from tfbulk.display.logfile import JsonLog
 from tfbulk.display.plain import PlainReporter
-from tfbulk.display.summary import print_run_summary, status_grid
+from tfbulk.display.summary import course_table, print_run_summary, status_grid
 from tfbulk.display.tracker import RunTracker
 from tfbulk.events import (
     CourseTotals,
@@ -191,3 +191,29 @@ def test_first_stats_line_already_has_a_rate() -> None:
     snap = tracker.snapshot()
     assert snap.rate_files == pytest.approx(1 / 5)
     assert snap.eta == pytest.approx(9 * 5)
+
+
+LONG_COURSES = (
+    CourseCounts(1, "Fingerstyle Grooves 104 and a long subtitle", 11, 10, 0, 1, 0, 0, 9),
+    CourseCounts(12345, "X", 123_456, 100_000, 0, 1, 23_455, 0, 9),
+)
+
+
+def test_course_table_in_80_columns_shortens_titles_never_numbers() -> None:
+    console = Console(record=True, width=80, force_terminal=True)
+    console.print(course_table(LONG_COURSES, fancy=True, bars=True))
+    lines = console.export_text().splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    assert lines[0].split() == [
+        "course", "title", "total", "success", "skipped", "failed", "pending", "done"
+    ]  # fmt: skip
+    assert "123,456" in lines[3] and "100,000" in lines[3] and "23,455" in lines[3]
+    assert "81.0%" in lines[3] and "━" in lines[3]
+    assert "Fingers" in lines[2] and "…" in lines[2] and "90.9%" in lines[2]
+
+
+def test_course_table_without_a_terminal_draws_text_bars() -> None:
+    console = Console(record=True, width=100, force_terminal=False)
+    console.print(course_table(LONG_COURSES, fancy=False, bars=True))
+    text = console.export_text()
+    assert "90.9% [#########.]" in text and "81.0% [########..]" in text

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rich import box
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, RenderableType
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
@@ -19,6 +19,7 @@ from tfbulk.state import CourseCounts, SegmentRecord, Summary, WorkerStatus
 
 FAILURES_SHOWN = 20
 COURSES_SHOWN = 200
+BAR_WIDTH = 10
 
 
 def status_grid(
@@ -59,18 +60,27 @@ def status_grid(
 
 
 def course_table(courses: Sequence[CourseCounts], *, fancy: bool, bars: bool) -> Table:
-    table = Table(box=box.SIMPLE_HEAD if fancy else None, pad_edge=False, show_edge=False)
-    table.add_column("course", justify="right", no_wrap=True)
-    table.add_column("title", overflow="ellipsis", no_wrap=True, max_width=36)
-    for name in ("total", "success", "skipped", "failed", "pending"):
-        table.add_column(name, justify="right", no_wrap=True)
+    """Per-course counts; in 80 columns the title gives way, never a header or a number."""
+    table = Table(
+        box=box.SIMPLE_HEAD if fancy else None,
+        pad_edge=False,
+        show_edge=False,
+        collapse_padding=True,
+    )
+    for name in ("course", "title", "total", "success", "skipped", "failed", "pending"):
+        if name == "title":  # the one column rich may narrow; each cell still ends in "…"
+            table.add_column(name, max_width=36)
+        else:
+            table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
     if bars:
-        table.add_column("done", no_wrap=True)
+        table.add_column("done", justify="right", no_wrap=True, min_width=6)
+        if fancy:
+            table.add_column("", no_wrap=True, width=BAR_WIDTH)
     for course in courses[:COURSES_SHOWN]:
         pending = course.pending + course.processing
         cells: list[RenderableType] = [
             str(course.course_id),
-            course.title or "",
+            Text(course.title or "", no_wrap=True, overflow="ellipsis"),
             f"{course.total:,}",
             f"{course.success:,}",
             f"{course.skipped:,}",
@@ -78,7 +88,7 @@ def course_table(courses: Sequence[CourseCounts], *, fancy: bool, bars: bool) ->
             f"{pending:,}",
         ]
         if bars:
-            cells.append(_bar(course.done, course.total, fancy=fancy))
+            cells.extend(_done(course.done, course.total, fancy=fancy))
         table.add_row(*cells)
     if len(courses) > COURSES_SHOWN:
         hidden = counted(len(courses) - COURSES_SHOWN, "more course")
@@ -86,11 +96,12 @@ def course_table(courses: Sequence[CourseCounts], *, fancy: bool, bars: bool) ->
     return table
 
 
-def _bar(done: int, total: int, *, fancy: bool) -> RenderableType:
+def _done(done: int, total: int, *, fancy: bool) -> list[RenderableType]:
+    """The percent, then a bar: rich's takes the room that is left, text's is fixed."""
     if fancy:
-        return Group(ProgressBar(total=max(total, 1), completed=done, width=12))
-    filled = int(10 * done / total) if total else 10
-    return f"[{'#' * filled}{'.' * (10 - filled)}] {percent(done, total)}"
+        return [percent(done, total), ProgressBar(total=max(total, 1), completed=done)]
+    filled = int(BAR_WIDTH * done / total) if total else BAR_WIDTH
+    return [Text(f"{percent(done, total)} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}]")]
 
 
 def totals_line(summary: Summary) -> str:
