@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from tfbulk.display.console import make_console
 from tfbulk.display.live import LiveView
 from tfbulk.display.logfile import JsonLog
 from tfbulk.display.plain import PlainReporter
-from tfbulk.display.summary import course_table, print_run_summary, status_grid
+from tfbulk.display.summary import course_table, failures_table, print_run_summary, status_grid
 from tfbulk.display.tracker import RunTracker
 from tfbulk.events import (
     CourseTotals,
@@ -217,3 +218,18 @@ def test_course_table_without_a_terminal_draws_text_bars() -> None:
     console.print(course_table(LONG_COURSES, fancy=False, bars=True))
     text = console.export_text()
     assert "90.9% [#########.]" in text and "81.0% [########..]" in text
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_brackets_and_colons_in_data_print_as_they_are(terminal: bool) -> None:
+    stream = io.StringIO()
+    console = make_console(stream, terminal=terminal)
+    console.width = 160  # room for the whole title
+    title, error = "Slide [/b] [intro] :one: 101", "TLS error: [ssl: bad record] [/i]"
+    console.print(
+        course_table([CourseCounts(1, title, 1, 0, 0, 1, 0, 0, 0)], fancy=terminal, bars=True)
+    )
+    console.print(
+        failures_table([SegmentRecord(5, 1, title, "p", "failed", 1, None, error)], fancy=terminal)
+    )
+    assert title in stream.getvalue() and error in stream.getvalue()

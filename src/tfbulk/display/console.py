@@ -15,12 +15,17 @@ from tfbulk.report import RunReport
 
 
 def make_console(stream: TextIO, *, terminal: bool) -> Console:
-    """A rich console that, when not a terminal, writes plain text: no ANSI, no wrapping."""
+    """A rich console that, when not a terminal, writes plain text: no ANSI, no wrapping.
+
+    Markup and emoji codes are off: titles, paths and server errors are data, and a `[/b]`,
+    `[ssl]` or `:one:` in them must print as it is, not vanish, turn into an emoji or raise.
+    """
     if terminal:
-        return Console(file=stream, force_terminal=True, highlight=False)
+        return Console(file=stream, force_terminal=True, highlight=False, markup=False, emoji=False)
     return Console(
         file=stream,
         force_terminal=False,
+        markup=False,
         no_color=True,
         color_system=None,
         highlight=False,
