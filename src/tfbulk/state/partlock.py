@@ -35,15 +35,25 @@ class PartLocks:
         except OSError as exc:
             raise BadInput(f"cannot create the lock file {self.path}: {exc.strerror}") from None
         self._held: set[int] = set()
+        self._probe()
+
+    def _probe(self) -> None:
+        """Fail at start, not mid-run, where the file system cannot lock.
+
+        Workers started together probe at the same moment: finding the probe lock taken
+        by one of them proves that locks work just as well as taking it.
+        """
         try:
             self._set(fcntl.F_WRLCK, PROBE)
-            self._set(fcntl.F_UNLCK, PROBE)
         except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                return
             os.close(self._fd)
             raise BadInput(
                 f"{self.path}: file locks do not work on this file system ({exc.strerror}); "
                 "shared storage must support them (NFS: do not mount with `nolock`)"
             ) from None
+        self._set(fcntl.F_UNLCK, PROBE)
 
     def acquire(self, segment_id: int) -> bool:
         """True if this process now holds the segment; False if another process does."""
