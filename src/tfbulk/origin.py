@@ -156,7 +156,8 @@ def _noise_block(key: str, index: int) -> bytes:
 class Fault:
     """Misbehaviour for one path, for its first `times` requests (0 = every request).
 
-    status: answer with this HTTP status instead of the body (with `retry_after` if set);
+    status: answer with this HTTP status instead of the body (with `retry_after` if set,
+    or with an HTTP-date `retry_date_in` seconds after the moment of refusal);
     html: answer 200 with an HTML error page; drop_after: send that many body bytes,
     then cut the connection; delay: wait that long before answering; wrong_md5: serve an
     ETag that does not match the body; stall: stop sending mid-body for that long;
@@ -166,6 +167,7 @@ class Fault:
     status: int | None = None
     times: int = 1
     retry_after: str | None = None
+    retry_date_in: float | None = None
     html: bool = False
     drop_after: int | None = None
     delay: float = 0.0
@@ -176,6 +178,12 @@ class Fault:
 
     def applies(self) -> bool:
         return self.times == 0 or self.used < self.times
+
+    def retry_after_header(self, now: float) -> list[tuple[str, str]]:
+        """The Retry-After header; a date is taken from `now` so a slow client can't outrun it."""
+        if self.retry_date_in is not None:
+            return [("Retry-After", formatdate(now + self.retry_date_in, usegmt=True))]
+        return [("Retry-After", self.retry_after)] if self.retry_after else []
 
 
 # -- the request log --------------------------------------------------------------------
@@ -359,7 +367,7 @@ class Origin:
                 conn, writer, record, refusal.status, refusal.message, code=refusal.code
             )
         if fault and fault.status:
-            extra = [("Retry-After", fault.retry_after)] if fault.retry_after else []
+            extra = fault.retry_after_header(self.clock())
             return await self._simple(conn, writer, record, fault.status, "injected fault", extra)
         if fault and fault.html:
             page = b"<!DOCTYPE html><html><body>Service temporarily unavailable</body></html>"
