@@ -7,7 +7,9 @@ code; tracebacks are for bugs, and even those never show local variables.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -878,14 +880,18 @@ def origin_command(
     checking = (
         f"checking signatures of key pair {key_pair_id}" if keys else "not checking signatures"
     )
+    banner = f"({checking}); Ctrl-C stops"
     try:
-        asyncio.run(
-            server.serve(lambda o: typer.echo(f"serving {o.base_url} ({checking}); Ctrl-C stops"))
-        )
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C before the handlers are in
+            asyncio.run(
+                server.serve(
+                    lambda o: typer.echo(f"serving {o.base_url} {banner}"),
+                    stop_signals=(signal.SIGINT, signal.SIGTERM),
+                )
+            )
     except OSError as exc:
         raise BadInput(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    except KeyboardInterrupt:
-        typer.echo("origin stopped")
+    typer.echo("origin stopped")
     return 0
 
 

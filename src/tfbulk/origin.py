@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import random
 import re
+import signal
 import struct
 import threading
 import time
@@ -289,13 +290,25 @@ class Origin:
                 loop.run_until_complete(asyncio.sleep(0))
             loop.close()
 
-    async def serve(self, started: Callable[[Origin], None] | None = None) -> None:
-        """Serve in the current event loop until cancelled (`tfbulk origin`)."""
+    async def serve(
+        self,
+        started: Callable[[Origin], None] | None = None,
+        stop_signals: tuple[signal.Signals, ...] = (),
+    ) -> None:
+        """Serve in the current event loop until cancelled or one of `stop_signals` arrives.
+
+        The handlers are explicit because a process started in the background by a
+        non-interactive shell inherits SIGINT ignored, and then Python never raises
+        KeyboardInterrupt: `tfbulk origin &` would not stop on `kill -INT`.
+        """
         server = await self._bind()
+        stop = asyncio.Event()
+        for signum in stop_signals:
+            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
         if started:
             started(self)
         async with server:
-            await server.serve_forever()
+            await stop.wait()
 
     async def _bind(self) -> asyncio.base_events.Server:
         server = await asyncio.start_server(self._connection, self.host, self.port, backlog=512)

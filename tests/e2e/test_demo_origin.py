@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
+import pytest
 
 from tests.conftest import KEY_PAIR_ID, Workspace, child_env
 from tfbulk.origin import SyntheticContent
@@ -109,6 +110,28 @@ def test_origin_serves_a_folder_with_ranges(ws: Workspace, tmp_path: Path) -> No
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=10)
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["int", "term"])
+def test_origin_started_in_the_background_stops_on_int_and_term(
+    tmp_path: Path, stop: signal.Signals
+) -> None:
+    """`tfbulk origin &` from a script inherits SIGINT ignored; `kill -INT` must still stop it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tfbulk", "origin", "--root", str(tmp_path), "--port", "0"],
+        stdout=subprocess.PIPE, text=True, env=child_env(), preexec_fn=_ignore_sigint,
+    )  # fmt: skip
+    try:
+        base = (proc.stdout.readline() if proc.stdout else "").split()[1]
+        assert httpx.get(f"{base}/truefire/none.mp4").status_code == 404
+    finally:
+        proc.send_signal(stop)
+        out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0 and "origin stopped" in out
 
 
 def test_origin_command_refuses_bad_flags(ws: Workspace) -> None:
