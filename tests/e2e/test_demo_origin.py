@@ -35,6 +35,17 @@ def port_is_closed(url: str) -> bool:
         return sock.connect_ex((parsed.hostname, parsed.port)) != 0
 
 
+def stop_origin(proc: subprocess.Popen[str], signum: signal.Signals) -> str:
+    """Signal the origin and return its output; kill it if it ignores the signal."""
+    proc.send_signal(signum)
+    try:
+        return proc.communicate(timeout=10)[0]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+
+
 def test_demo_downloads_everything_verified_and_stops_its_origin(ws: Workspace) -> None:
     folder = ws.root / "demo"
     result = ws.tfbulk("demo", "--dir", str(folder), *SMALL, "--json")
@@ -87,8 +98,7 @@ def test_origin_command_checks_signatures_and_stops_on_ctrl_c(ws: Workspace) -> 
         assert httpx.get(signed).status_code == 200
         assert httpx.get(url).status_code == 403
     finally:
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=10)
+        out = stop_origin(proc, signal.SIGINT)
     assert proc.returncode == 0 and "origin stopped" in out
 
 
@@ -108,8 +118,7 @@ def test_origin_serves_a_folder_with_ranges(ws: Workspace, tmp_path: Path) -> No
         assert part.status_code == 206 and part.content == b"ftypisom"
         assert httpx.get(f"{base}/../etc/passwd").status_code == 404
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=10)
+        stop_origin(proc, signal.SIGINT)
 
 
 def _ignore_sigint() -> None:
@@ -129,8 +138,7 @@ def test_origin_started_in_the_background_stops_on_int_and_term(
         base = (proc.stdout.readline() if proc.stdout else "").split()[1]
         assert httpx.get(f"{base}/truefire/none.mp4").status_code == 404
     finally:
-        proc.send_signal(stop)
-        out, _ = proc.communicate(timeout=10)
+        out = stop_origin(proc, stop)
     assert proc.returncode == 0 and "origin stopped" in out
 
 
