@@ -880,12 +880,11 @@ def origin_command(
     checking = (
         f"checking signatures of key pair {key_pair_id}" if keys else "not checking signatures"
     )
-    banner = f"({checking}); Ctrl-C stops"
     try:
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C before the handlers are in
             asyncio.run(
                 server.serve(
-                    lambda o: typer.echo(f"serving {o.base_url} {banner}"),
+                    lambda o: typer.echo(f"serving {o.base_url} ({checking}); Ctrl-C stops"),
                     stop_signals=(signal.SIGINT, signal.SIGTERM),
                 )
             )
