@@ -39,15 +39,19 @@ from tfbulk.settings import (
     DEFAULT_EXPIRES,
     DEFAULT_KEY_TEMPLATE,
     DEFAULT_LEASE,
+    DEFAULT_MAX_FILE_SIZE,
     DEFAULT_PATH_TEMPLATE,
     DEFAULT_REGION,
     DEFAULT_URL_TEMPLATE,
     SIGNERS,
+    Network,
     RunSettings,
     Scope,
     Sharing,
     SignerSettings,
     Tuning,
+    check_ca_bundle,
+    check_http_version,
     check_lease,
     check_positive,
     parse_duration,
@@ -164,6 +168,42 @@ Profile = Annotated[
         help="AWS profile (--signer s3), used instead of AWS_* keys and AWS_PROFILE.",
     ),
 ]
+
+
+HttpVersion = Annotated[
+    str,
+    typer.Option(
+        "--http",
+        envvar="TFBULK_HTTP",
+        help="HTTP version: 1.1, 2 (HTTP/2 over TLS where the server offers it) or 3.",
+    ),
+]
+CaBundle = Annotated[
+    Path | None,
+    typer.Option(
+        "--ca-bundle",
+        envvar="TFBULK_CA_BUNDLE",
+        help="PEM file of CA certificates to trust (private CAs, TLS-inspecting proxies).",
+    ),
+]
+MaxFileSize = Annotated[
+    str,
+    typer.Option(
+        "--max-file-size",
+        envvar="TFBULK_MAX_FILE_SIZE",
+        help="A body longer than this fails its segment (e.g. 64G, 500M).",
+    ),
+]
+
+
+def _network(http: str, ca_bundle: Path | None, max_file_size: str) -> Network:
+    return Network(
+        http_version=check_http_version(http),
+        ca_bundle=check_ca_bundle(ca_bundle),
+        max_file_size=check_positive(
+            parse_size(max_file_size, "--max-file-size"), "--max-file-size"
+        ),
+    )
 
 
 def _signer_settings(
@@ -355,6 +395,9 @@ def run_command(
             help="No byte for this long fails the attempt.",
         ),
     ] = "60s",
+    http: HttpVersion = "2",
+    ca_bundle: CaBundle = None,
+    max_file_size: MaxFileSize = DEFAULT_MAX_FILE_SIZE,
 ) -> int:
     """Plan the snapshot into the state DB, then download every segment not yet done."""
     settings = _run_settings(
@@ -389,6 +432,7 @@ def run_command(
             read_timeout=parse_duration(read_timeout, "--read-timeout"),
             max_time=parse_duration(max_time, "--max-time") if max_time else None,
         ),
+        network=_network(http, ca_bundle, max_file_size),
         sharing=Sharing(
             lease=check_lease(parse_duration(lease, "--lease")),
             max_global=check_positive(max_global, "--max-global")
@@ -721,6 +765,9 @@ def doctor_command(
     probe: Annotated[
         int, typer.Option("--probe", help="Send signed HEAD requests for N sampled segments.")
     ] = 0,
+    http: HttpVersion = "2",
+    ca_bundle: CaBundle = None,
+    max_file_size: MaxFileSize = DEFAULT_MAX_FILE_SIZE,
     as_json: AsJson = False,
 ) -> int:
     """Check snapshot, key, destination, free disk and state DB; non-zero if any check fails."""
@@ -741,6 +788,7 @@ def doctor_command(
             profile=profile,
         ),
         scope=Scope(courses=frozenset(course or ()), segments=frozenset(segment or ())),
+        network=_network(http, ca_bundle, max_file_size),
     )
     from tfbulk.display.checks import print_checks
     from tfbulk.doctor import as_json as doctor_json

@@ -84,11 +84,6 @@ class Destination:
             path.mkdir(mode=DIR_MODE, exist_ok=True)
             path.chmod(DIR_MODE)
 
-    @staticmethod
-    def publish(part: Path, final: Path) -> None:
-        """Atomically move a verified `.part` to its final name."""
-        part.replace(final)
-
     def free_bytes(self) -> int:
         return shutil.disk_usage(self.root).free
 

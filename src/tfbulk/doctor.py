@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
+import anyio
 import httpx
 
 from tfbulk import __version__
@@ -25,9 +26,10 @@ from tfbulk.credentials import (
 from tfbulk.destination import write_problem
 from tfbulk.display.format import counted, human_bytes, human_duration
 from tfbulk.errors import BadInput, TfbulkError
+from tfbulk.fetch import USER_AGENT, open_transport
 from tfbulk.plan import PlanRow, PlanStats, Segment, Template, plan_rows, video_key
 from tfbulk.retry import FORBIDDEN_HINTS
-from tfbulk.settings import RunSettings
+from tfbulk.settings import RunSettings, Tuning
 from tfbulk.signing import Signer, redact
 from tfbulk.snapshot import Snapshot
 from tfbulk.state import open_store, store_exists
@@ -75,7 +77,7 @@ def diagnose(settings: RunSettings, *, probe: int = 0) -> list[Check]:
     checks += _signing_checks(settings, found)
     checks += _state_checks(settings, found)
     if probe:
-        checks += _probe_checks(found, probe)
+        checks += _probe_checks(settings, found, probe)
     checks += _destination_checks(settings, found)
     return checks
 
@@ -340,7 +342,7 @@ def _learn_sizes(done: dict[int, int | None], found: _Findings) -> None:
 # -- probe ---------------------------------------------------------------------------------
 
 
-def _probe_checks(found: _Findings, count: int) -> list[Check]:
+def _probe_checks(settings: RunSettings, found: _Findings, count: int) -> list[Check]:
     if not found.rows or found.signer is None or found.url_of is None:
         return [
             Check(
@@ -353,16 +355,9 @@ def _probe_checks(found: _Findings, count: int) -> list[Check]:
         ]
     step = max(1, len(found.rows) // count)
     sample = found.rows[::step][:count]
-    checks = []
-    skews: list[float] = []
-    with httpx.Client(
-        timeout=PROBE_TIMEOUT, headers={"User-Agent": f"tfbulk/{__version__}"}
-    ) as client:
-        for row in sample:
-            check, skew = _probe_one(client, row, found)
-            checks.append(check)
-            if skew is not None:
-                skews.append(skew)
+    results = anyio.run(_probe_all, settings, found, sample)
+    checks = [check for check, _ in results]
+    skews = [skew for _, skew in results if skew is not None]
     if skews:
         worst = max(skews, key=abs)
         checks.append(
@@ -379,30 +374,45 @@ def _probe_checks(found: _Findings, count: int) -> list[Check]:
     return checks
 
 
-def _probe_one(client: httpx.Client, row: PlanRow, found: _Findings) -> tuple[Check, float | None]:
+async def _probe_all(
+    settings: RunSettings, found: _Findings, sample: list[PlanRow]
+) -> list[tuple[Check, float | None]]:
+    """The run's own HTTP stack (libcurl, --http, --ca-bundle, redirects), one at a time."""
+    tuning = Tuning(concurrency=1, connect_timeout=PROBE_TIMEOUT, read_timeout=PROBE_TIMEOUT)
+    transport = open_transport(tuning, settings.network)
+    async with httpx.AsyncClient(
+        transport=transport, timeout=PROBE_TIMEOUT, headers={"User-Agent": USER_AGENT}
+    ) as client:
+        return [await _probe_one(client, row, found) for row in sample]
+
+
+async def _probe_one(
+    client: httpx.AsyncClient, row: PlanRow, found: _Findings
+) -> tuple[Check, float | None]:
     assert found.signer is not None
     url = found.signer.sign(_url_of(row, found.url_of), time.time())
     name = f"segment {row.segment_id}"
     started = time.monotonic()
     try:
         if found.ranged_probe:  # S3 refuses HEAD on a URL presigned for GET
-            response = client.get(url, headers={"Range": "bytes=0-0"})
+            response = await client.get(url, headers={"Range": "bytes=0-0"})
         else:
-            response = client.head(url)
+            response = await client.head(url)
     except httpx.HTTPError as exc:
         return Check(
             "probe",
             name,
             FAIL,
             redact(f"{type(exc).__name__}: {exc}"),
-            "check the URL template, DNS and network",
+            "check the URL template, DNS, network, --http and --ca-bundle",
         ), None
     latency = time.monotonic() - started
     skew = _skew(response)
     if response.status_code in (200, 206):
         size = _object_size(response)
         found.probed_sizes.append(size)
-        detail = f"{response.status_code}, {human_bytes(size)}, {latency * 1000:.0f} ms"
+        version = response.http_version
+        detail = f"{response.status_code}, {human_bytes(size)}, {latency * 1000:.0f} ms, {version}"
         return Check("probe", name, OK, detail), skew
     advice = found.hint if response.status_code == 403 else "see `tfbulk failed` after a run"
     return Check(

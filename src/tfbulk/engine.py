@@ -21,6 +21,7 @@ from typing import TypeVar
 import anyio
 from anyio.abc import TaskGroup
 
+from tfbulk.commit import Committer, Ready
 from tfbulk.destination import Destination
 from tfbulk.errors import DiskError
 from tfbulk.events import (
@@ -43,6 +44,15 @@ from tfbulk.verify import existing_is_valid
 FLUSH_INTERVAL = 0.25
 IDLE_RECHECK = 5.0
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class _Finished:
+    """What the commit reports back about one verified download."""
+
+    job: Job
+    fetched: Fetched
+    started: float
 
 
 @dataclass
@@ -90,18 +100,25 @@ class Engine:
         self._wake_event = anyio.Event()
         self._job_scopes: set[anyio.CancelScope] = set()
         self._task_group: TaskGroup | None = None
+        self._committer: Committer[_Finished] | None = None
 
     async def run(self) -> EngineResult:
         """Download until the scope's queue is empty or a stop is requested."""
         await self._db(self._store.start_run)
-        async with anyio.create_task_group() as group:
-            self._task_group = group
-            flusher = anyio.CancelScope()
-            group.start_soon(self._flush_periodically, flusher)
-            async with anyio.create_task_group() as workers:
-                for _ in range(self._tuning.concurrency):
-                    workers.start_soon(self._worker)
-            flusher.cancel()
+        self._committer = Committer(self._committed)
+        try:
+            async with anyio.create_task_group() as group:
+                self._task_group = group
+                flusher = anyio.CancelScope()
+                group.start_soon(self._flush_periodically, flusher)
+                async with anyio.create_task_group() as workers:
+                    for _ in range(self._tuning.concurrency):
+                        workers.start_soon(self._worker)
+                with anyio.CancelScope(shield=True):
+                    await self._committer.drain()
+                flusher.cancel()
+        finally:
+            self._committer.close()
         for job, _ in self._queue:
             self._store.record(Parked(job.segment_id))
         self._queue.clear()
@@ -220,27 +237,44 @@ class Engine:
         fetched = await self._attempts(job, final, url)
         if fetched is None:
             return
-        try:
-            self._dest.publish(self._dest.part_of(final), final)
-        except OSError as exc:
-            self._dest.raise_if_disk(exc, final)
-            self._fail(job, None, f"cannot write {final}: {exc.strerror}", attempts=1)
-            return
-        self._downloaded += fetched.received
+        assert self._committer is not None
+        part = self._dest.part_of(final)
+        self._committer.submit(Ready(fetched.fd, part, final, _Finished(job, fetched, started)))
+
+    def _committed(self, batch: list[Ready[_Finished]]) -> None:
+        """A batch is final and durable on disk: now the state DB may say `success`."""
         now = self._clock()
-        self._store.record(
-            Done(job.segment_id, "success", fetched.size, fetched.md5, fetched.etag, now)
-        )
-        self._emit(
-            SegmentFinished(
-                job.segment_id,
-                job.course_id,
-                "success",
-                fetched.size,
-                now - started,
-                fetched.received,
+        for item in batch:
+            job, fetched = item.payload.job, item.payload.fetched
+            if item.error is not None:
+                self._not_committed(job, item)
+                continue
+            self._downloaded += fetched.received
+            self._store.record(
+                Done(job.segment_id, "success", fetched.size, fetched.md5, fetched.etag, now)
             )
-        )
+            self._emit(
+                SegmentFinished(
+                    job.segment_id,
+                    job.course_id,
+                    "success",
+                    fetched.size,
+                    now - item.payload.started,
+                    fetched.received,
+                )
+            )
+
+    def _not_committed(self, job: Job, item: Ready[_Finished]) -> None:
+        """A verified `.part` that could not become final: a full disk parks it (the next
+        run finds it complete), any other error fails the segment."""
+        assert item.error is not None
+        try:
+            self._dest.raise_if_disk(item.error, item.final)
+        except DiskError as exc:
+            self._park(job)
+            self._disk_full(exc)
+            return
+        self._fail(job, None, f"cannot write {item.final}: {item.error.strerror}", attempts=1)
 
     def _final_path(self, job: Job) -> Path:
         if job.path is None:

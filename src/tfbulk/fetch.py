@@ -1,8 +1,10 @@
 """One HTTP attempt: GET a freshly signed URL and stream the body into `<final>.part`.
 
-A `.part` left by a dropped connection or a killed run is resumed with Range/If-Range, and
-only a 206 that continues exactly where the file stops is stitched on; anything else
-starts over. The caller decides what a failure means (see `retry`).
+A `.part` left by a dropped connection or a killed run is resumed with Range/If-Range. A
+206 is appended only when it continues exactly where the file stops *and* carries the
+validator the `.part` was started with (its strong ETag, or with none its Last-Modified):
+a server that ignores If-Range can never splice two versions of an object into one file.
+Anything else starts over. The caller decides what a failure means (see `retry`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import contextlib
 import hashlib
 import os
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -22,19 +23,15 @@ import httpx
 
 from tfbulk import __version__
 from tfbulk.destination import FILE_MODE, Destination
-from tfbulk.errors import DiskError
 from tfbulk.events import Transfer
 from tfbulk.retry import AttemptFailed, Kind, kind_of_status, parse_retry_after
-from tfbulk.settings import Tuning
+from tfbulk.settings import Network, Tuning
 from tfbulk.signing import redact
-from tfbulk.verify import HEAD_SIZE, VerifyError, check_body
+from tfbulk.transport import SINK, CurlOptions, CurlTransport
+from tfbulk.verify import VerifyError, check_body
+from tfbulk.writer import DiskWriter, PartWriter, hash_file
 
-HASH_BLOCK = 1 << 20
-WRITE_BATCH = 256 * 1024  # bytes received before a hand-off to a writer thread
-WRITE_INTERVAL = 0.5  # seconds: a slow transfer still reaches the disk (and a resume) this often
-WRITEBACK_EVERY = 8 << 20  # bytes written before the kernel is asked to start writeback
-WRITE_THREADS = 4  # writers at once: enough to overlap fsyncs, few enough to stay small
-ERROR_BODY_LIMIT = 4096
+USER_AGENT = f"tfbulk/{__version__}"
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _UNSATISFIED_RANGE = re.compile(r"bytes \*/(\d+)")
 _XML_MESSAGE = re.compile(rb"<Message>([^<]{1,200})</Message>")
@@ -49,15 +46,26 @@ class Validator:
     size: int | None
 
     @property
+    def strong_etag(self) -> str | None:
+        return self.etag if self.etag and not self.etag.startswith("W/") else None
+
+    @property
     def if_range(self) -> str | None:
         """If-Range needs a strong ETag; fall back to Last-Modified for a weak one."""
-        if self.etag and not self.etag.startswith("W/"):
-            return self.etag
-        return self.last_modified
+        return self.strong_etag or self.last_modified
+
+    def same_object(self, other: Validator) -> bool:
+        """Does a response's `other` name the object this `.part` was started from?"""
+        if self.strong_etag:
+            return other.etag == self.strong_etag
+        return bool(self.last_modified) and other.last_modified == self.last_modified
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Fetched:
+    """A verified body, still open as `fd` until the commit makes it final."""
+
+    fd: int
     size: int
     md5: str
     etag: str | None
@@ -65,13 +73,20 @@ class Fetched:
 
 
 class Fetcher:
-    """Runs attempts over one shared client (connection pooling, keep-alive)."""
+    """Runs attempts over one shared transport (connection pool, keep-alive)."""
 
-    def __init__(self, client: httpx.AsyncClient, dest: Destination, clock: Callable[[], float]):
-        self._client = client
+    def __init__(
+        self,
+        transport: CurlTransport,
+        writer: DiskWriter,
+        dest: Destination,
+        clock: Callable[[], float],
+        max_file_size: int,
+    ) -> None:
+        self._transport = transport
+        self._files = _Files(writer, dest, max_file_size)
         self._dest = dest
         self._clock = clock
-        self._writers = anyio.CapacityLimiter(WRITE_THREADS)
 
     async def fetch(
         self,
@@ -82,248 +97,270 @@ class Fetcher:
         remember: Callable[[Validator], None],
     ) -> Fetched:
         """Download `url` into `part`; raise AttemptFailed (classified) or DiskError."""
-        offset = self._resume_offset(part, validator)
-        headers = {"Accept-Encoding": "identity"}
+        offset = _resume_offset(part, validator)
+        prefix = await anyio.to_thread.run_sync(hash_file, part) if offset else None
+        body = _PartBody(self._files, part, offset, prefix, validator, transfer, remember)
+        headers = [("User-Agent", USER_AGENT), ("Accept-Encoding", "identity")]
         if offset and validator and validator.if_range:
-            headers |= {"Range": f"bytes={offset}-", "If-Range": validator.if_range}
+            headers += [("Range", f"bytes={offset}-"), ("If-Range", validator.if_range)]
+        request = httpx.Request("GET", url, headers=headers, extensions={SINK: body})
         try:
-            async with self._client.stream("GET", url, headers=headers) as response:
-                if response.status_code == 416 and offset:
-                    return await self._finish_complete_part(response, part, offset, validator)
-                offset = await self._start_offset(response, offset, validator)
-                length = _content_length(response)
-                total = offset + length if length is not None else None
-                found = Validator(
-                    response.headers.get("etag"), response.headers.get("last-modified"), total
-                )
-                remember(found)
-                transfer.size, transfer.resumed_from, transfer.received = total, offset, offset
-                body = await self._stream(response, part, offset, transfer, length)
-        except httpx.TimeoutException as exc:
-            raise AttemptFailed(Kind.NETWORK, _timeout_message(exc)) from None
-        except httpx.TransportError as exc:
-            raise AttemptFailed(
-                Kind.NETWORK, f"connection error: {redact(str(exc)) or type(exc).__name__}"
-            ) from None
-        return self._verified(body, offset, length, found)
+            response = await self._transport.handle_async_request(request)
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                await body.keep()
+            raise _classified(exc, self._dest, part) from None
+        if body.writer is None:
+            return await self._without_body(response, body)
+        return await body.verified()
 
-    def _resume_offset(self, part: Path, validator: Validator | None) -> int:
-        """Bytes already in `part` that may be resumed; a `.part` with no validator is stale."""
-        try:
-            size = part.stat().st_size
-        except FileNotFoundError:
-            return 0
-        if size and validator and validator.if_range:
-            if validator.size is None or size < validator.size:
-                return size
-            if size == validator.size:
-                return size
-        return 0
-
-    async def _start_offset(
-        self, response: httpx.Response, offset: int, validator: Validator | None
-    ) -> int:
-        """Where the body goes in the file: 0 for a 200, `offset` for a matching 206."""
+    async def _without_body(self, response: httpx.Response, body: _PartBody) -> Fetched:
+        """A response whose body we did not take: an error, or a 416 for a complete `.part`."""
         status = response.status_code
-        if status == 200:
-            return 0
-        if status == 206 and offset:
-            match = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", ""))
-            total = int(match.group(3)) if match and match.group(3) != "*" else None
-            expected = validator.size if validator else None
-            if match and int(match.group(1)) == offset and (not expected or total == expected):
-                return offset
-            raise AttemptFailed(
-                Kind.NETWORK,
-                f"resume refused: Content-Range {response.headers.get('content-range')!r} "
-                f"does not continue at byte {offset}",
-                restart=True,
-            )
-        detail = await _error_detail(response)
-        raise AttemptFailed(
-            kind_of_status(status),
-            f"HTTP {status} {_phrase(status, response.reason_phrase)}{detail}",
-            retry_after=parse_retry_after(response.headers.get("retry-after"), self._clock()),
-        )
-
-    async def _finish_complete_part(
-        self, response: httpx.Response, part: Path, offset: int, validator: Validator | None
-    ) -> Fetched:
-        """416 for `bytes=N-` where N is the full size: the `.part` is already complete."""
-        match = _UNSATISFIED_RANGE.fullmatch(response.headers.get("content-range", ""))
-        if not match or int(match.group(1)) != offset:
+        if status == 416 and body.offset and _complete(response, body.offset):
+            return await body.already_complete()
+        if status == 416 and body.offset:
             raise AttemptFailed(
                 Kind.NETWORK, "HTTP 416 for the resume range; starting over", restart=True
             )
-        etag = validator.etag if validator else None
-        head, digest = await anyio.to_thread.run_sync(_hash_file, part)
-        body = _Body(received=0, head=head, digest=digest)
-        return self._verified(body, offset, 0, Validator(etag, None, offset))
+        phrase = _phrase(status, response.reason_phrase)
+        raise AttemptFailed(
+            kind_of_status(status),
+            f"HTTP {status} {phrase}{_error_detail(response.content)}",
+            retry_after=parse_retry_after(response.headers.get("retry-after"), self._clock()),
+        )
 
-    async def _stream(
+
+@dataclass(frozen=True, slots=True)
+class _Files:
+    """Where bodies go: the writer threads, the destination, the size limit."""
+
+    writer: DiskWriter
+    dest: Destination
+    max_file_size: int
+
+
+class _PartBody:
+    """The transport's sink for one attempt: decides on the response, feeds the writer."""
+
+    def __init__(
         self,
-        response: httpx.Response,
+        files: _Files,
         part: Path,
         offset: int,
+        prefix: tuple[bytes, hashlib._Hash] | None,
+        validator: Validator | None,
         transfer: Transfer,
-        length: int | None,
-    ) -> _Body:
-        """Receive on the event loop; hash, write and fsync in batches on a worker thread.
+        remember: Callable[[Validator], None],
+    ) -> None:
+        self._files = files
+        self.part = part
+        self.offset = offset
+        self._prefix = prefix
+        self._validator = validator
+        self._transfer = transfer
+        self._remember = remember
+        self.writer: PartWriter | None = None
+        self._length: int | None = None
+        self._found: Validator | None = None
+        self._limit = files.max_file_size
 
-        MD5, write() and fsync() release the GIL, so a batch is digested and written on the
-        other core while the loop keeps receiving. A small file is one hand-off: its whole
-        body, then fsync, in a single thread call. A slow transfer hands off at least every
-        WRITE_INTERVAL, so a killed run loses at most that much of it.
-        """
-        body = _Body(received=0, head=b"", digest=hashlib.md5(usedforsecurity=False))
-        if offset:
-            body.head, body.digest = await anyio.to_thread.run_sync(_hash_file, part)
-        file = _PartFile(part, offset, body.digest, self._dest)
-        file.open()  # on the loop: one cheap call, and the `.part` shows while bytes arrive
-        batch: list[bytes] = []
-        pending = 0
-        written_at = time.monotonic()
-        try:
-            try:
-                async for chunk in response.aiter_raw():
-                    if len(body.head) < HEAD_SIZE:
-                        body.head += chunk[: HEAD_SIZE - len(body.head)]
-                    batch.append(chunk)
-                    pending += len(chunk)
-                    body.received += len(chunk)
-                    transfer.received = offset + body.received
-                    if body.received != length and (
-                        pending >= WRITE_BATCH or time.monotonic() - written_at >= WRITE_INTERVAL
-                    ):
-                        out, batch, pending = batch, [], 0
-                        await self._run(file.write, out, False)
-                        written_at = time.monotonic()
-            except BaseException:
-                file.keep(batch)  # a resume continues after what did arrive
-                raise
-            await self._run(file.write, batch, True)
-        finally:
-            file.close()
-        return body
+    # -- the sink protocol (event loop thread) --------------------------------------------
 
-    async def _run(self, func: Callable[..., None], *args: object) -> None:
-        """On a writer thread; never abandoned mid-write (a cancel waits for it to return)."""
-        await anyio.to_thread.run_sync(func, *args, limiter=self._writers)
+    def start(self, response: httpx.Response, resume: Callable[[], None]) -> bool:
+        status = response.status_code
+        if status not in (200, 206) or (status == 206 and not self.offset):
+            return False
+        length = _content_length(response)
+        start = self._continues_at(response) if status == 206 else 0
+        total = start + length if length is not None else None
+        if total is not None and total > self._limit:
+            raise _too_large(f"the server announced {total:,} bytes")
+        found = Validator(
+            response.headers.get("etag"), response.headers.get("last-modified"), total
+        )
+        self._length, self._found, self.offset = length, found, start
+        self._remember(found)
+        self._transfer.size, self._transfer.resumed_from = total, start
+        self._transfer.received = start
+        self.writer = self._open(start, resume)
+        return True
 
-    def _verified(self, body: _Body, offset: int, length: int | None, found: Validator) -> Fetched:
-        size = offset + body.received
-        if length is not None and body.received < length:
+    def write(self, chunk: bytes) -> bool:
+        assert self.writer is not None
+        received = self._transfer.received - self.offset + len(chunk)
+        if self._length is not None and received > self._length:
             raise AttemptFailed(
-                Kind.NETWORK, f"connection closed after {size} of {offset + length} bytes"
+                Kind.INVALID,
+                f"the body is longer than its Content-Length ({self._length:,} bytes)",
+                restart=True,
             )
-        md5 = body.digest.hexdigest()
+        if self.offset + received > self._limit:
+            raise _too_large(f"{self.offset + received:,} bytes received so far")
+        if not self.writer.take(chunk):
+            return False
+        self._transfer.received = self.offset + received
+        return True
+
+    # -- after the transfer ----------------------------------------------------------------
+
+    async def verified(self) -> Fetched:
+        """Wait for the last batch to be written, then check length, container and MD5."""
+        assert self.writer is not None and self._found is not None
+        writer = self.writer
         try:
-            check_body(body.head, size, found.size, md5, found.etag)
+            await writer.finish()
+        except OSError as exc:
+            self._close()
+            raise _classified(exc, self._files.dest, self.part) from None
+        size = self._transfer.received
+        received = size - self.offset
+        try:
+            head = self._prefix[0] if self._prefix else writer.head
+            check_body(head, size, self._found.size, writer.digest.hexdigest(), self._found.etag)
+        except VerifyError as exc:
+            self._close()
+            raise AttemptFailed(Kind.INVALID, f"verification failed: {exc}", restart=True) from None
+        return Fetched(writer.fd, size, writer.digest.hexdigest(), self._found.etag, received)
+
+    async def already_complete(self) -> Fetched:
+        """The `.part` holds the whole object (416 for `bytes=<size>-`): verify it as is."""
+        validator = self._validator or Validator(None, None, None)
+        assert self._prefix is not None
+        head, digest = self._prefix
+        try:
+            check_body(head, self.offset, validator.size, digest.hexdigest(), validator.etag)
         except VerifyError as exc:
             raise AttemptFailed(Kind.INVALID, f"verification failed: {exc}", restart=True) from None
-        return Fetched(size=size, md5=md5, etag=found.etag, received=body.received)
+        fd = self._open_fd(append=True)
+        return Fetched(fd, self.offset, digest.hexdigest(), validator.etag, 0)
 
+    async def keep(self) -> None:
+        """After a failed or cancelled attempt: what did arrive stays, for a resume."""
+        if self.writer is not None:
+            with contextlib.suppress(OSError):
+                await self.writer.finish()
+            self._close()
 
-@dataclass(slots=True)
-class _Body:
-    received: int
-    head: bytes
-    digest: hashlib._Hash
+    # -- helpers -----------------------------------------------------------------------------
 
+    def _continues_at(self, response: httpx.Response) -> int:
+        """The 206's start, if it continues this `.part` of the same object; else start over."""
+        header = response.headers.get("content-range", "")
+        match = _CONTENT_RANGE.fullmatch(header)
+        expected = self._validator.size if self._validator else None
+        total = int(match.group(3)) if match and match.group(3) != "*" else None
+        if not match or int(match.group(1)) != self.offset or (expected and total != expected):
+            raise AttemptFailed(
+                Kind.NETWORK,
+                f"resume refused: Content-Range {header!r} does not continue at byte {self.offset}",
+                restart=True,
+            )
+        found = Validator(response.headers.get("etag"), response.headers.get("last-modified"), None)
+        if self._validator is None or not self._validator.same_object(found):
+            raise AttemptFailed(
+                Kind.NETWORK,
+                "resume refused: the object changed since the .part was started "
+                f"(ETag {_shown(self._validator)} → {found.etag or 'none'}); starting over",
+                restart=True,
+            )
+        return self.offset
 
-def _hash_file(path: Path) -> tuple[bytes, hashlib._Hash]:
-    """The first bytes and the running MD5 of what a `.part` already holds."""
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as handle:
-        head = handle.read(HEAD_SIZE)
-        digest.update(head)
-        while block := handle.read(HASH_BLOCK):
-            digest.update(block)
-    return head, digest
+    def _open(self, offset: int, resume: Callable[[], None]) -> PartWriter:
+        fd = self._open_fd(append=bool(offset))
+        if offset and self._prefix:
+            digest = self._prefix[1]
+        else:
+            digest = hashlib.md5(usedforsecurity=False)
+            self._prefix = None
+        return self._files.writer.open(fd, offset, digest, resume)
 
-
-class _PartFile:
-    """The `.part` being written: opened when the body starts (so an in-flight download
-    shows on disk), then written and synced in batches on worker threads."""
-
-    def __init__(self, part: Path, offset: int, digest: hashlib._Hash, dest: Destination):
-        self._part = part
-        self._offset = offset
-        self._digest = digest
-        self._dest = dest
-        self._fd: int | None = None
-        self._end = offset  # where the next byte goes
-        self._flushed = offset  # everything before this is on its way to the disk
-
-    def write(self, chunks: list[bytes], sync: bool) -> None:
-        """Digest `chunks`, append them; with `sync`, fsync so the data is on disk before
-        the rename (a power cut never leaves a short file under the final name).
-        MD5, write() and fsync() release the GIL: this runs beside the event loop."""
-        for chunk in chunks:
-            self._digest.update(chunk)
-        fd = self.open()
+    def _open_fd(self, *, append: bool) -> int:
+        """An unbuffered descriptor: pieces go straight to the kernel, no copy kept here."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if append else os.O_TRUNC)
         try:
-            _write_all(fd, chunks)
-            self._end += sum(len(chunk) for chunk in chunks)
-            if sync:
-                os.fsync(fd)
-            elif self._end - self._flushed >= WRITEBACK_EVERY:
-                self._start_writeback(fd)
+            fd = os.open(self.part, flags, FILE_MODE)
+            os.fchmod(fd, FILE_MODE)
         except OSError as exc:
-            self._dest.raise_if_disk(exc, self._part)
-            raise
+            self._files.dest.raise_if_disk(exc, self.part)
+            raise AttemptFailed(Kind.CLIENT, f"cannot write {self.part}: {exc.strerror}") from None
+        return fd
 
-    def _start_writeback(self, fd: int) -> None:
-        """Ask the kernel to start writing what we have so far, without waiting for it.
-
-        The final fsync must put the whole file on disk before the rename; left alone, the
-        kernel would hold a 256 MiB body dirty in memory until that fsync and then write it
-        all at once while the download sits idle. Started early, the disk works while the
-        network does. (POSIX_FADV_DONTNEED starts writeback of dirty pages and drops clean
-        ones, so a bulk download also stops crowding the page cache.)
-        """
-        if hasattr(os, "posix_fadvise"):
-            os.posix_fadvise(fd, self._flushed, self._end - self._flushed, os.POSIX_FADV_DONTNEED)
-        self._flushed = self._end
-
-    def keep(self, chunks: list[bytes]) -> None:
-        """Best effort after a failed or cancelled attempt: bytes that arrived are kept."""
-        if chunks:
-            with contextlib.suppress(OSError, DiskError, AttemptFailed):
-                _write_all(self.open(), chunks)
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-    def open(self) -> int:
-        """An unbuffered descriptor: chunks go straight to the kernel, no copy kept here."""
-        if self._fd is not None:
-            return self._fd
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if self._offset else os.O_TRUNC)
-        try:
-            self._fd = os.open(self._part, flags, FILE_MODE)
-            os.fchmod(self._fd, FILE_MODE)
-        except OSError as exc:
-            self._dest.raise_if_disk(exc, self._part)
-            raise AttemptFailed(Kind.CLIENT, f"cannot write {self._part}: {exc.strerror}") from None
-        return self._fd
+    def _close(self) -> None:
+        if self.writer is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.writer.fd)
+            self.writer = None
 
 
-def _write_all(fd: int, chunks: list[bytes]) -> None:
-    """writev() the batch, finishing any short write chunk by chunk."""
-    if not chunks:
-        return
-    written = os.writev(fd, chunks)
-    for chunk in chunks:
-        if written >= len(chunk):
-            written -= len(chunk)
-            continue
-        view = memoryview(chunk)[written:]
-        written = 0
-        while view:
-            view = view[os.write(fd, view) :]
+def open_transport(tuning: Tuning, network: Network) -> CurlTransport:
+    """The transport of a run (and of `doctor --probe`, so a probe sees what a run will)."""
+    return CurlTransport(
+        CurlOptions(
+            http_version=network.http_version,
+            ca_bundle=network.ca_bundle,
+            max_connections=tuning.concurrency,
+            follow_redirects=True,
+            read_timeout=tuning.read_timeout,
+            connect_timeout=tuning.connect_timeout,
+        )
+    )
+
+
+def _resume_offset(part: Path, validator: Validator | None) -> int:
+    """Bytes already in `part` that may be resumed; a `.part` with no validator is stale."""
+    try:
+        size = part.stat().st_size
+    except FileNotFoundError:
+        return 0
+    if not size or validator is None or not validator.if_range:
+        return 0
+    if validator.size is None or size <= validator.size:
+        return size
+    return 0
+
+
+def _classified(exc: BaseException, dest: Destination, part: Path) -> BaseException:
+    """Transport and file errors as the AttemptFailed (or DiskError) the engine decides on."""
+    match exc:
+        case AttemptFailed():
+            return exc
+        case OSError():
+            dest.raise_if_disk(exc, part)
+            return AttemptFailed(Kind.CLIENT, f"cannot write {part}: {exc.strerror}")
+        case httpx.ConnectTimeout():
+            return AttemptFailed(Kind.NETWORK, "timeout: could not connect")
+        case httpx.TimeoutException():
+            return AttemptFailed(Kind.NETWORK, "timeout: no data received for the read timeout")
+        case httpx.TooManyRedirects():
+            return AttemptFailed(Kind.CLIENT, "too many redirects", permanent=True)
+        case httpx.UnsupportedProtocol():
+            return AttemptFailed(
+                Kind.CLIENT, f"refused: {redact(str(exc))} (http and https only)", permanent=True
+            )
+        case httpx.TransportError():
+            return AttemptFailed(
+                Kind.NETWORK, f"connection error: {redact(str(exc)) or type(exc).__name__}"
+            )
+    return exc
+
+
+def _too_large(detail: str) -> AttemptFailed:
+    return AttemptFailed(
+        Kind.INVALID,
+        f"larger than --max-file-size ({detail}); raise --max-file-size if it is expected",
+        restart=True,
+        permanent=True,
+    )
+
+
+def _complete(response: httpx.Response, offset: int) -> bool:
+    match = _UNSATISFIED_RANGE.fullmatch(response.headers.get("content-range", ""))
+    return bool(match) and int(match.group(1)) == offset
+
+
+def _shown(validator: Validator | None) -> str:
+    return (validator.etag if validator else None) or "none"
 
 
 def _phrase(status: int, given: str) -> str:
@@ -340,46 +377,7 @@ def _content_length(response: httpx.Response) -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
-async def _error_detail(response: httpx.Response) -> str:
+def _error_detail(body: bytes) -> str:
     """CloudFront/S3 put a <Message> in their XML error bodies; quote it (redacted)."""
-    body = b""
-    async for chunk in response.aiter_raw():
-        body += chunk
-        if len(body) >= ERROR_BODY_LIMIT:
-            break
     match = _XML_MESSAGE.search(body)
     return f": {redact(match.group(1).decode(errors='replace'))}" if match else ""
-
-
-def _timeout_message(exc: httpx.TimeoutException) -> str:
-    if isinstance(exc, httpx.ConnectTimeout):
-        return "timeout: could not connect"
-    if isinstance(exc, httpx.ReadTimeout):
-        return "timeout: no data received for the read timeout"
-    return f"timeout: {type(exc).__name__}"
-
-
-def http_client(tuning: Tuning) -> httpx.AsyncClient:
-    """One client per run: pooled keep-alive connections, no total-time cap on a body.
-
-    httpx is the API; the transport underneath is aiohttp's (see `transport`), which
-    moves about three times the requests per second of httpx's default on this workload.
-    Imported here, not at the top: `status`, `failed` and `retry` never pay for aiohttp.
-    """
-    from tfbulk.transport import AiohttpTransport
-
-    limits = httpx.Limits(
-        max_connections=tuning.concurrency, max_keepalive_connections=tuning.concurrency
-    )
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(
-            connect=tuning.connect_timeout,
-            read=tuning.read_timeout,
-            write=tuning.read_timeout,
-            pool=None,
-        ),
-        limits=limits,
-        transport=AiohttpTransport(limits=limits),
-        headers={"User-Agent": f"tfbulk/{__version__}"},
-        follow_redirects=True,
-    )

@@ -39,12 +39,14 @@ class AttemptFailed(Exception):
         *,
         retry_after: float | None = None,
         restart: bool = False,
+        permanent: bool = False,
     ) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.retry_after = retry_after
-        self.restart = restart
+        self.restart = restart  # the `.part` is no good: the next attempt starts from zero
+        self.permanent = permanent  # asking again cannot help (a redirect loop, too large)
 
 
 def kind_of_status(status: int) -> Kind:
@@ -91,8 +93,10 @@ def decide(
     message = failure.message
     if failure.kind is Kind.FORBIDDEN and previous is Kind.FORBIDDEN:
         message = f"{message} ({hint})"
-    permanent = failure.kind is Kind.GONE or (
-        failure.kind in (Kind.CLIENT, Kind.INVALID) and previous is failure.kind
+    permanent = (
+        failure.permanent
+        or failure.kind is Kind.GONE
+        or (failure.kind in (Kind.CLIENT, Kind.INVALID) and previous is failure.kind)
     )
     if permanent or attempt >= max_attempts:
         return Decision("fail", 0.0, message)

@@ -13,20 +13,22 @@ import time
 from dataclasses import dataclass
 
 import anyio
+import anyio.abc
 
 from tfbulk.credentials import build_signer
 from tfbulk.destination import Destination
 from tfbulk.engine import Engine, EngineResult
 from tfbulk.events import CourseTotals, Observer, RunFinished, RunStarted, RunStopping
-from tfbulk.fetch import Fetcher, http_client
+from tfbulk.fetch import Fetcher, open_transport
 from tfbulk.plan import PlanStats, Template, plan_rows
 from tfbulk.report import DryRunReport, RunReport
 from tfbulk.retry import FORBIDDEN_HINTS
-from tfbulk.settings import RunSettings, Scope
+from tfbulk.settings import RunSettings, Scope, Tuning
 from tfbulk.signing import Signer
 from tfbulk.snapshot import Snapshot
 from tfbulk.state import Store, Summary, open_store, store_exists
 from tfbulk.urls import SegmentUrl, segment_urls
+from tfbulk.writer import DiskWriter
 
 FAILURES_SHOWN = 20  # the summary lists these; `tfbulk failed` lists all
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 75, 130
@@ -111,23 +113,40 @@ async def _download(
     handle_signals: bool,
 ) -> EngineResult:
     tuning = settings.tuning
-    async with http_client(tuning) as client, anyio.create_task_group() as watchers:
-        engine = Engine(
-            store=store,
-            signer=inputs.signer,
-            fetcher=Fetcher(client, dest, time.time),
-            dest=dest,
-            url_of=inputs.url_of,
-            tuning=tuning,
-            observer=observer,
-            forbidden_hint=FORBIDDEN_HINTS[settings.signer.kind],
-        )
-        if handle_signals:
-            watchers.start_soon(_watch_signals, engine, observer)
-        if tuning.max_time:
-            watchers.start_soon(_deadline, engine, observer, tuning.max_time, tuning.stop_grace)
-        result = await engine.run()
-        watchers.cancel_scope.cancel()
+    transport = open_transport(tuning, settings.network)
+    writer = DiskWriter()
+    try:
+        async with transport, anyio.create_task_group() as watchers:
+            engine = Engine(
+                store=store,
+                signer=inputs.signer,
+                fetcher=Fetcher(transport, writer, dest, time.time, settings.network.max_file_size),
+                dest=dest,
+                url_of=inputs.url_of,
+                tuning=tuning,
+                observer=observer,
+                forbidden_hint=FORBIDDEN_HINTS[settings.signer.kind],
+            )
+            result = await _supervised(engine, observer, tuning, handle_signals, watchers)
+    finally:
+        writer.close()
+    return result
+
+
+async def _supervised(
+    engine: Engine,
+    observer: Observer,
+    tuning: Tuning,
+    handle_signals: bool,
+    watchers: anyio.abc.TaskGroup,
+) -> EngineResult:
+    """Run the engine with its stop watchers (signals, --max-time) beside it."""
+    if handle_signals:
+        watchers.start_soon(_watch_signals, engine, observer)
+    if tuning.max_time:
+        watchers.start_soon(_deadline, engine, observer, tuning.max_time, tuning.stop_grace)
+    result = await engine.run()
+    watchers.cancel_scope.cancel()
     return result
 
 

@@ -21,6 +21,8 @@ DEFAULT_REGION = "us-east-1"
 DEFAULT_LEASE = "5m"
 MIN_LEASE = 1.0
 SIGNERS = ("cloudfront", "s3", "none")
+HTTP_VERSIONS = ("1.1", "2", "3")
+DEFAULT_MAX_FILE_SIZE = "64G"
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
@@ -95,6 +97,15 @@ class Tuning:
 
 
 @dataclass(frozen=True)
+class Network:
+    """How the transfers talk HTTP: protocol, trust, and what a body may be."""
+
+    http_version: str = "2"
+    ca_bundle: Path | None = None
+    max_file_size: int = 64 << 30
+
+
+@dataclass(frozen=True)
 class Sharing:
     """How a worker shares a PostgreSQL queue with others (SQLite runs alone and ignores it).
 
@@ -119,6 +130,7 @@ class RunSettings:
     signer: SignerSettings = field(default_factory=SignerSettings)
     scope: Scope = field(default_factory=Scope)
     tuning: Tuning = field(default_factory=Tuning)
+    network: Network = field(default_factory=Network)
     sharing: Sharing = field(default_factory=Sharing)
     dry_run: bool = False
 
@@ -157,3 +169,25 @@ def check_positive(value: int, what: str) -> int:
     if value < 1:
         raise BadInput(f"{what} must be at least 1 (got {value})")
     return value
+
+
+def check_http_version(value: str) -> str:
+    """`--http 1.1|2|3` (`1` and `1.1`, `2` and `2.0` are the same)."""
+    aliases = {"1": "1.1", "1.1": "1.1", "2": "2", "2.0": "2", "3": "3", "3.0": "3"}
+    if value.strip() not in aliases:
+        raise BadInput(f"--http {value!r} is not one of {', '.join(HTTP_VERSIONS)}")
+    return aliases[value.strip()]
+
+
+def check_ca_bundle(path: Path | None) -> Path | None:
+    """A CA bundle must be a readable file before a run relies on it."""
+    if path is None:
+        return None
+    try:
+        with path.open("rb") as handle:
+            handle.read(1)
+    except OSError as exc:
+        raise BadInput(
+            f"--ca-bundle {path}: {exc.strerror or exc}; pass a PEM file of CA certificates"
+        ) from None
+    return path

@@ -1,153 +1,571 @@
-"""httpx's API over aiohttp's connection pool and C HTTP parser.
+"""httpx's transport interface over libcurl's multi interface, driven by the event loop.
 
-httpx stays the HTTP API the rest of tfbulk speaks (requests, responses, exceptions);
-only the transport underneath changes. On loopback its default transport (httpcore + h11,
-pure Python) managed about a third of aiohttp's requests per second and half its bytes
-per second, and at tens of thousands of files per run that transport is the bottleneck.
-See docs/performance.md for the numbers.
+httpx is the HTTP model the rest of tfbulk speaks (requests, responses, exceptions); libcurl
+moves the bytes. Measured on this workload, libcurl through pycurl spends about a third of
+the CPU per file of the aiohttp transport it replaced (docs/performance.md).
 
-Two things a generic adapter gets wrong for signed URLs and for our retry policy, and this
-one gets right:
+The multi handle's sockets and timers are registered with the running asyncio loop, so a
+transfer costs no thread hand-off: libcurl reads a socket when the loop says it is ready
+and calls back into Python with each piece of body (at most 16 KiB). Two ways to receive
+a body:
 
-- The URL reaches the server byte for byte (`encoded=True`): yarl would otherwise
-  re-quote it (`%7E` becomes `~`, `%2f` becomes `%2F`), and a CDN compares the signed
-  resource with the request line exactly.
-- aiohttp's errors become the httpx exceptions `fetch` classifies: connect errors and
-  timeouts, read timeouts, and a connection dropped mid-body stay distinguishable.
+- a plain `httpx.Response` whose stream yields the pieces (doctor's probes, tests), with
+  back-pressure: the transfer pauses while the reader is behind;
+- a `BodySink` in the request's `tfbulk.sink` extension: the pieces go straight to it as
+  they arrive and the response is returned once the transfer has ended. This is the
+  download path: no per-piece task switch, no stream object.
+
+A URL goes out as `tfbulk.urls.wire_url` says (libcurl upper-cases a path's
+percent-escapes; `.` and `..` segments stay), so that is the form to sign.
+
+libcurl follows redirects itself when asked to (`follow_redirects`): GET stays GET with no
+body, at most `max_redirects` hops, http and https only, and the Location is requested as
+given: nothing of the original request's query is carried to another host.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import ssl
-from collections.abc import AsyncIterator, Iterator
+import os
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 from urllib.request import getproxies
 
-import aiohttp
 import httpx
-from yarl import URL
+import pycurl
 
-# aiohttp pauses reading a connection once this much (times two) is buffered: with the
-# write batch below, what one transfer holds is the same for a 256 KiB file and a 256 MiB one.
-READ_BUFSIZE = 64 * 1024
-
-# Order matters: the first class an error is an instance of decides (specific first).
-_ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
-    (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
-    (aiohttp.SocketTimeoutError, httpx.ReadTimeout),
-    (aiohttp.ServerTimeoutError, httpx.ReadTimeout),
-    (aiohttp.ClientConnectorError, httpx.ConnectError),
-    (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),
-    (aiohttp.ClientPayloadError, httpx.RemoteProtocolError),
-    (aiohttp.ClientResponseError, httpx.RemoteProtocolError),
-    (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
-    (aiohttp.NonHttpUrlClientError, httpx.UnsupportedProtocol),
-    (aiohttp.ClientOSError, httpx.ReadError),
-    (aiohttp.ClientError, httpx.NetworkError),
-    (TimeoutError, httpx.PoolTimeout),
-)
+SINK = "tfbulk.sink"
+HTTP_VERSIONS = {
+    "1.1": pycurl.CURL_HTTP_VERSION_1_1,
+    "2": pycurl.CURL_HTTP_VERSION_2TLS,  # HTTP/2 over TLS when offered; HTTP/1.1 otherwise
+    "3": pycurl.CURL_HTTP_VERSION_3,  # HTTP/3 when it connects, else the best of TCP
+}
+MAX_REDIRECTS = 10
+DECLINED_BODY_LIMIT = 64 * 1024  # an error page is read this far, then the transfer ends
+STREAM_HIGH_WATER = 1 << 20  # a streamed response pauses with this much unread
+_WEB = pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS
+_DROPPED_HEADERS = frozenset({b"host", b"content-length", b"transfer-encoding"})
 
 
-@contextlib.contextmanager
-def _mapped_errors(request: httpx.Request) -> Iterator[None]:
-    """Re-raise aiohttp's exceptions as the httpx ones (cancellation passes untouched)."""
-    try:
-        yield
-    except Exception as exc:
-        for source, target in _ERRORS:
-            if isinstance(exc, source):
-                message = str(exc) or type(exc).__name__
-                raise target(message, request=request) from exc
-        raise
+class BodySink(Protocol):
+    """Receives a response body on the event loop thread, piece by piece.
+
+    `start` sees the final response (after any redirects) before its first byte and says
+    whether it takes the body; a declined body (an error page) is read into the response
+    instead. `write` returns False to leave a piece unread: the transfer pauses and the
+    same piece comes again once `resume` (given to `start`) is called on the loop thread.
+    Whatever `start` or `write` raises ends the transfer and is raised to the caller.
+    """
+
+    def start(self, response: httpx.Response, resume: Callable[[], None]) -> bool: ...
+
+    def write(self, chunk: bytes) -> bool: ...
 
 
-class _Body(httpx.AsyncByteStream):
-    """The response body as aiohttp buffers it: whole received pieces, no re-chunking."""
+@dataclass(frozen=True)
+class CurlOptions:
+    """How every transfer of one transport connects."""
 
-    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
-        self._response = response
-        self._request = request
+    http_version: str = "2"
+    ca_bundle: Path | None = None
+    max_connections: int = 10
+    follow_redirects: bool = False
+    max_redirects: int = MAX_REDIRECTS
+    read_timeout: float | None = 60.0
+    connect_timeout: float | None = 30.0
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        content = self._response.content
-        with _mapped_errors(self._request):
-            while chunk := await content.readany():
-                yield chunk
+
+class CurlTransport(httpx.AsyncBaseTransport):
+    """One libcurl multi handle: a connection pool shared by every request sent through it."""
+
+    def __init__(self, options: CurlOptions | None = None) -> None:
+        self.options = options or CurlOptions()
+        self._proxies = _proxies_from_environment()
+        self._ca = _ca_locations(self.options.ca_bundle)
+        self._driver: _Driver | None = None
+        self._idle: list[pycurl.Curl] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        driver = self._driver or self._start()
+        exchange = _Exchange(request, self._handle(), request.extensions.get(SINK))
+        self._prepare(exchange)
+        driver.add(exchange)
+        try:
+            return await exchange.response()
+        except BaseException:
+            driver.abandon(exchange)
+            raise
 
     async def aclose(self) -> None:
-        """Back to the pool if the body was read to the end; otherwise the connection closes."""
-        self._response.release()
-        with _mapped_errors(self._request):
-            await self._response.wait_for_close()
+        if self._driver is not None:
+            self._driver.close()
+            self._driver = None
+        for handle in self._idle:
+            handle.close()
+        self._idle.clear()
+
+    def _start(self) -> _Driver:
+        self._driver = _Driver(asyncio.get_running_loop(), self.options, self._release)
+        return self._driver
+
+    def _handle(self) -> pycurl.Curl:
+        if self._idle:
+            return self._idle.pop()
+        handle = pycurl.Curl()
+        handle.setopt(pycurl.NOSIGNAL, 1)
+        handle.setopt(pycurl.PROTOCOLS, _WEB)
+        handle.setopt(pycurl.REDIR_PROTOCOLS, _WEB)
+        handle.setopt(pycurl.HTTP_VERSION, HTTP_VERSIONS[self.options.http_version])
+        handle.setopt(pycurl.MAXREDIRS, self.options.max_redirects)
+        handle.setopt(pycurl.TCP_KEEPALIVE, 1)
+        handle.setopt(pycurl.PATH_AS_IS, 1)  # the signed path, dot segments and all
+        cafile, capath = self._ca
+        if cafile:
+            handle.setopt(pycurl.CAINFO, cafile)
+        if capath:
+            handle.setopt(pycurl.CAPATH, capath)
+        return handle
+
+    def _prepare(self, exchange: _Exchange) -> None:
+        """Per-request options; every one is set each time, so a reused handle keeps nothing."""
+        request, handle = exchange.request, exchange.handle
+        url = str(request.url)
+        handle.setopt(pycurl.URL, url)
+        handle.setopt(pycurl.HTTPHEADER, _header_lines(request))
+        handle.setopt(pycurl.FOLLOWLOCATION, self.options.follow_redirects)
+        handle.setopt(pycurl.PROXY, self._proxies.get(request.url.scheme, ""))
+        handle.setopt(pycurl.NOPROXY, self._proxies.get("no", ""))
+        handle.setopt(pycurl.HEADERFUNCTION, exchange.on_header)
+        handle.setopt(pycurl.WRITEFUNCTION, exchange.on_body)
+        timeouts = request.extensions.get("timeout", {})
+        connect = timeouts.get("connect", self.options.connect_timeout)
+        handle.setopt(pycurl.CONNECTTIMEOUT_MS, int((connect or 0) * 1000))
+        exchange.read_timeout = timeouts.get("read", self.options.read_timeout)
+        _set_method(handle, request)
+
+    def _release(self, handle: pycurl.Curl) -> None:
+        """Back to the idle list, without the callbacks that would keep the exchange alive."""
+        handle.setopt(pycurl.HEADERFUNCTION, _ignore)
+        handle.setopt(pycurl.WRITEFUNCTION, _ignore)
+        self._idle.append(handle)
 
 
-class AiohttpTransport(httpx.AsyncBaseTransport):
-    """One aiohttp session (created on first use, inside the running event loop)."""
+def _ignore(_data: bytes) -> None:
+    return None
+
+
+def _set_method(handle: pycurl.Curl, request: httpx.Request) -> None:
+    if request.method == "GET":
+        handle.setopt(pycurl.HTTPGET, 1)
+    elif request.method == "HEAD":
+        handle.setopt(pycurl.NOBODY, 1)
+    else:
+        raise httpx.UnsupportedProtocol(
+            f"the libcurl transport sends GET and HEAD only, not {request.method}",
+            request=request,
+        )
+
+
+def _header_lines(request: httpx.Request) -> list[str]:
+    """The request's headers as libcurl takes them; Host and framing are libcurl's to set,
+    so that a redirect to another host never carries this one's Host."""
+    return [
+        f"{name.decode('latin-1')}: {value.decode('latin-1')}"
+        for name, value in request.headers.raw
+        if name.lower() not in _DROPPED_HEADERS
+    ]
+
+
+def _proxies_from_environment() -> dict[str, str]:
+    """HTTP(S)_PROXY and NO_PROXY, read once, as httpx's own transport honours them.
+
+    An empty PROXY tells libcurl to use no proxy at all, so it never looks up the
+    environment behind our back (it would ignore an upper-case HTTP_PROXY, httpx does not).
+    """
+    found = getproxies()
+    proxies = {scheme: found[scheme] for scheme in ("http", "https") if scheme in found}
+    if "all" in found:
+        for scheme in ("http", "https"):
+            proxies.setdefault(scheme, found["all"])
+    if "no" in found:
+        proxies["no"] = found["no"]
+    return proxies
+
+
+def _ca_locations(bundle: Path | None) -> tuple[str | None, str | None]:
+    """--ca-bundle, else SSL_CERT_FILE/SSL_CERT_DIR, else certifi's bundle (as httpx does)."""
+    if bundle is not None:
+        return str(bundle), None
+    cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+    if cafile or capath:
+        return cafile, capath
+    import certifi
+
+    return certifi.where(), None
+
+
+class _Exchange:
+    """One request in flight: its handle, what has arrived, and who waits for it."""
+
+    __slots__ = (
+        "_declined",
+        "_in_trailers",
+        "_resume",
+        "_status",
+        "_stream",
+        "abort",
+        "active_at",
+        "connected",
+        "created",
+        "done",
+        "error",
+        "handle",
+        "headers",
+        "paused",
+        "read_timeout",
+        "request",
+        "response_ready",
+        "result",
+        "sink",
+    )
+
+    def __init__(self, request: httpx.Request, handle: pycurl.Curl, sink: BodySink | None):
+        loop = asyncio.get_running_loop()
+        self.request = request
+        self.handle = handle
+        self.sink = sink
+        self.headers: list[tuple[bytes, bytes]] = []
+        self._status = b""
+        self._in_trailers = False
+        self._declined: bytearray | None = None
+        self._stream: _Stream | None = None
+        self._resume: Callable[[], None] | None = None
+        self.result: httpx.Response | None = None
+        self.error: BaseException | None = None
+        self.done: asyncio.Future[None] = loop.create_future()
+        self.response_ready: asyncio.Future[None] = loop.create_future()
+        self.created = self.active_at = time.monotonic()
+        self.abort: Callable[[], None] = _nothing
+        self.read_timeout: float | None = None
+        self.connected = False
+        self.paused = False
+
+    async def response(self) -> httpx.Response:
+        """The response: once the body has gone to the sink, or once headers are in."""
+        await (self.done if self.sink is not None else self.response_ready)
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+    # -- libcurl's callbacks (on the loop thread, inside socket_action) ------------------
+
+    def on_header(self, line: bytes) -> None:
+        self.active_at = time.monotonic()
+        if self._in_trailers:
+            return
+        if line.startswith(b"HTTP/"):
+            self._status, self.headers = line, []  # a new response: 1xx or a redirect hop
+        elif line[:1] in (b" ", b"\t") and self.headers:
+            name, value = self.headers[-1]
+            self.headers[-1] = (name, value + b" " + line.strip())
+        else:
+            name, sep, value = line.partition(b":")
+            if sep:
+                self.headers.append((name.strip(), value.strip()))
+
+    def on_body(self, chunk: bytes) -> int | None:
+        self.active_at = time.monotonic()
+        try:
+            if self.result is None and not self._begin():
+                return 0
+            if self._declined is not None:
+                self._declined += chunk
+                return None if len(self._declined) < DECLINED_BODY_LIMIT else 0
+            if self._stream is not None:
+                return self._stream.feed(chunk)
+            assert self.sink is not None
+            if self.sink.write(chunk):
+                return None
+            self.paused = True
+            return pycurl.WRITEFUNC_PAUSE
+        except BaseException as exc:  # raised to the caller once libcurl lets go
+            self.error = self.error or exc
+            return 0
+
+    def _begin(self) -> bool:
+        """The final response's head is complete: build the Response, give the body a home."""
+        self._in_trailers = True
+        version, status, reason = _status_line(self._status)
+        if self.sink is None:
+            self._stream = _Stream(self)
+        response = httpx.Response(
+            status,
+            headers=self.headers,
+            stream=self._stream or httpx.ByteStream(b""),
+            request=self.request,
+            extensions={"http_version": version, "reason_phrase": reason},
+        )
+        self.result = response
+        if self.sink is not None and not self.sink.start(response, self.resume):
+            self._declined = bytearray()
+        _settle(self.response_ready)
+        return True
+
+    # -- the driver's side -----------------------------------------------------------------
+
+    def finish(self, code: int, message: str) -> None:
+        """libcurl is done with this transfer (code 0: completely)."""
+        declined_enough = self._declined is not None and len(self._declined) >= DECLINED_BODY_LIMIT
+        if code and not declined_enough and self.error is None:
+            self.error = _mapped_error(code, message, self)
+        if self.error is None and self.result is None:
+            _guarded(self, self._begin)
+        if self.error is None and self._declined is not None and self.result is not None:
+            self.result = _with_body(self.result, bytes(self._declined))
+        if self._stream is not None:
+            self._stream.end(self.error)
+        _settle(self.response_ready)
+        _settle(self.done)
+
+    def expire(self) -> None:
+        """No byte for the read timeout: libcurl is told to stop, the caller gets ReadTimeout."""
+        self.error = self.error or httpx.ReadTimeout(
+            "no data received for the read timeout", request=self.request
+        )
+
+    def resume(self) -> None:
+        """Unpause after `write` returned False (on the loop thread)."""
+        if self.paused and not self.done.done():
+            self.paused = False
+            self.active_at = time.monotonic()
+            self.handle.pause(pycurl.PAUSE_CONT)
+
+
+def _status_line(line: bytes) -> tuple[bytes, int, bytes]:
+    """`HTTP/1.1 206 Partial Content` → (version, 206, reason); libcurl has checked its form
+    (getinfo is not allowed inside a callback)."""
+    parts = line.split(None, 2)
+    status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+    reason = parts[2].strip() if len(parts) > 2 else b""
+    return (parts[0] if parts else b"HTTP/1.1"), status, reason
+
+
+def _nothing() -> None:
+    return None
+
+
+def _guarded(exchange: _Exchange, step: Callable[[], object]) -> None:
+    """Run a sink step outside libcurl's callbacks; what it raises becomes the result."""
+    try:
+        step()
+    except BaseException as exc:
+        exchange.error = exc
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _with_body(response: httpx.Response, body: bytes) -> httpx.Response:
+    return httpx.Response(
+        response.status_code,
+        headers=response.headers,
+        content=body,
+        request=response.request,
+        extensions=response.extensions,
+    )
+
+
+class _Stream(httpx.AsyncByteStream):
+    """A response body read with `aiter_raw()`: pieces queue here; over the high-water mark
+    the transfer pauses until the reader catches up."""
+
+    def __init__(self, exchange: _Exchange) -> None:
+        self._exchange = exchange
+        self._pieces: deque[bytes] = deque()
+        self._buffered = 0
+        self._ended = False
+        self._error: BaseException | None = None
+        self._wakeup = asyncio.Event()
+
+    def feed(self, chunk: bytes) -> int | None:
+        if self._buffered >= STREAM_HIGH_WATER:
+            self._exchange.paused = True
+            return pycurl.WRITEFUNC_PAUSE
+        self._pieces.append(chunk)
+        self._buffered += len(chunk)
+        self._wakeup.set()
+        return None
+
+    def end(self, error: BaseException | None) -> None:
+        self._ended, self._error = True, error
+        self._wakeup.set()
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while True:
+            while self._pieces:
+                piece = self._pieces.popleft()
+                self._buffered -= len(piece)
+                if self._buffered < STREAM_HIGH_WATER // 2:
+                    self._exchange.resume()
+                yield piece
+            if self._ended:
+                if self._error is not None:
+                    raise self._error
+                return
+            self._wakeup.clear()
+            await self._wakeup.wait()
+
+    async def aclose(self) -> None:
+        """Closed before the end (the reader gave up): the transfer stops."""
+        if not self._ended:
+            self._exchange.abort()
+
+
+class _Driver:
+    """The multi handle on the event loop: sockets via add_reader/add_writer, one timer."""
 
     def __init__(
         self,
-        *,
-        limits: httpx.Limits,
-        ssl_context: ssl.SSLContext | None = None,
-        read_bufsize: int = READ_BUFSIZE,
+        loop: asyncio.AbstractEventLoop,
+        options: CurlOptions,
+        release: Callable[[pycurl.Curl], None],
     ) -> None:
-        self._limits = limits
-        self._ssl = ssl_context
-        self._read_bufsize = read_bufsize
-        self._session: aiohttp.ClientSession | None = None
+        self._loop = loop
+        self._release = release
+        self._multi = pycurl.CurlMulti()
+        self._multi.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
+        self._multi.setopt(pycurl.M_TIMERFUNCTION, self._on_timer)
+        self._multi.setopt(pycurl.M_MAX_TOTAL_CONNECTIONS, options.max_connections)
+        self._multi.setopt(pycurl.M_MAXCONNECTS, options.max_connections)
+        self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._active: dict[pycurl.Curl, _Exchange] = {}
+        self._fds: set[int] = set()
 
-    def _open(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(
-            limit=self._limits.max_connections or 0,
-            limit_per_host=0,
-            keepalive_timeout=self._limits.keepalive_expiry or 15.0,
-            ssl=self._ssl or httpx.create_ssl_context(),
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            auto_decompress=False,
-            read_bufsize=self._read_bufsize,
-            cookie_jar=aiohttp.DummyCookieJar(),  # httpx keeps cookies, if any, itself
-            # HTTP(S)_PROXY/NO_PROXY as httpx's own transport honours them; looking them up
-            # costs ~0.3 ms a request, so only when one is set at all.
-            trust_env=bool(getproxies()),
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
-        )
-        return self._session
+    def add(self, exchange: _Exchange) -> None:
+        self._active[exchange.handle] = exchange
+        exchange.abort = lambda: self.abandon(exchange)
+        self._multi.add_handle(exchange.handle)
+        if self._watchdog is None:
+            self._watch()
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        session = self._session or self._open()
-        timeout = request.extensions.get("timeout", {})
-        try:
-            data: bytes | httpx.AsyncByteStream | None = request.content or None
-        except httpx.RequestNotRead:
-            data = request.stream  # type: ignore[assignment]
-        with _mapped_errors(request):
-            response = await session.request(
-                request.method,
-                URL(str(request.url), encoded=True),
-                headers=request.headers.multi_items(),
-                data=data,
-                allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(
-                    total=None,
-                    connect=timeout.get("pool"),
-                    sock_connect=timeout.get("connect"),
-                    sock_read=timeout.get("read"),
-                ),
+    def abandon(self, exchange: _Exchange) -> None:
+        """The caller gave up (cancelled, or closed the stream): stop the transfer."""
+        self._end(exchange.handle, pycurl.E_ABORTED_BY_CALLBACK, "cancelled")
+
+    def close(self) -> None:
+        for exchange in list(self._active.values()):
+            self.abandon(exchange)
+        for fd in self._fds:
+            self._loop.remove_reader(fd)
+            self._loop.remove_writer(fd)
+        self._fds.clear()
+        for handle in (self._timer, self._watchdog):
+            if handle is not None:
+                handle.cancel()
+        self._multi.close()
+
+    def _on_socket(self, what: int, fd: int, _multi: object, _data: object) -> None:
+        loop = self._loop
+        if what == pycurl.POLL_REMOVE:
+            loop.remove_reader(fd)
+            loop.remove_writer(fd)
+            self._fds.discard(fd)
+            return
+        self._fds.add(fd)
+        if what & pycurl.POLL_IN:
+            loop.add_reader(fd, self._act, fd, pycurl.CSELECT_IN)
+        else:
+            loop.remove_reader(fd)
+        if what & pycurl.POLL_OUT:
+            loop.add_writer(fd, self._act, fd, pycurl.CSELECT_OUT)
+        else:
+            loop.remove_writer(fd)
+
+    def _on_timer(self, milliseconds: int) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if milliseconds == 0:
+            self._timer = self._loop.call_soon(self._act, pycurl.SOCKET_TIMEOUT, 0)
+        elif milliseconds > 0:
+            self._timer = self._loop.call_later(
+                milliseconds / 1000, self._act, pycurl.SOCKET_TIMEOUT, 0
             )
-        return httpx.Response(
-            status_code=response.status,
-            headers=response.raw_headers,
-            stream=_Body(response, request),
-            request=request,
-            extensions={
-                "http_version": b"HTTP/1.1",
-                "reason_phrase": (response.reason or "").encode("latin-1", "replace"),
-            },
-        )
 
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+    def _act(self, fd: int, events: int) -> None:
+        if fd == pycurl.SOCKET_TIMEOUT:
+            self._timer = None
+        self._multi.socket_action(fd, events)
+        while True:
+            queued, ended, failed = self._multi.info_read()
+            for handle in ended:
+                self._end(handle, 0, "")
+            for handle, code, message in failed:
+                self._end(handle, code, message)
+            if not queued:
+                return
+
+    def _end(self, handle: pycurl.Curl, code: int, message: str) -> None:
+        """The one way out for a transfer: off the multi handle, result set, handle reused."""
+        exchange = self._active.pop(handle, None)
+        if exchange is None:
+            return
+        self._multi.remove_handle(handle)
+        exchange.connected = bool(handle.getinfo(pycurl.PRETRANSFER_TIME))
+        exchange.finish(code, message)
+        self._release(handle)
+
+    def _watch(self) -> None:
+        """The read timeout: libcurl counts whole seconds only, so the loop keeps the time."""
+        self._watchdog = None
+        if not self._active:
+            return
+        now = time.monotonic()
+        shortest = 1.0
+        for exchange in list(self._active.values()):
+            limit = exchange.read_timeout
+            if limit is None or exchange.paused:
+                continue
+            shortest = min(shortest, limit / 4)
+            sent = exchange.handle.getinfo(pycurl.PRETRANSFER_TIME)
+            if sent and now - max(exchange.active_at, exchange.created + sent) > limit:
+                exchange.expire()
+                self._end(exchange.handle, 0, "")
+        self._watchdog = self._loop.call_later(max(0.01, shortest), self._watch)
+
+
+_NETWORK: dict[int, type[httpx.TransportError]] = {
+    pycurl.E_COULDNT_CONNECT: httpx.ConnectError,
+    pycurl.E_COULDNT_RESOLVE_HOST: httpx.ConnectError,
+    pycurl.E_COULDNT_RESOLVE_PROXY: httpx.ProxyError,
+    pycurl.E_SSL_CONNECT_ERROR: httpx.ConnectError,
+    pycurl.E_PEER_FAILED_VERIFICATION: httpx.ConnectError,
+    pycurl.E_SSL_CACERT_BADFILE: httpx.ConnectError,
+    pycurl.E_UNSUPPORTED_PROTOCOL: httpx.UnsupportedProtocol,
+    pycurl.E_URL_MALFORMAT: httpx.UnsupportedProtocol,
+    pycurl.E_SEND_ERROR: httpx.WriteError,
+    pycurl.E_RECV_ERROR: httpx.ReadError,
+}
+
+
+def _mapped_error(code: int, message: str, exchange: _Exchange) -> Exception:
+    """libcurl's result code as the httpx exception that names the same failure."""
+    request = exchange.request
+    text = message or f"libcurl error {code}"
+    if code == pycurl.E_TOO_MANY_REDIRECTS:
+        return httpx.TooManyRedirects(text, request=request)
+    if code == pycurl.E_OPERATION_TIMEDOUT:
+        kind = httpx.ReadTimeout if exchange.connected else httpx.ConnectTimeout
+        return kind(text, request=request)
+    with contextlib.suppress(KeyError):
+        return _NETWORK[code](text, request=request)
+    return httpx.RemoteProtocolError(text, request=request)

@@ -3,13 +3,16 @@
 CloudFront and unsigned runs render `--url-template`; S3 runs address the object that
 `--key-template` names in `--bucket`. The engine only calls the function and signs what
 it returns, so every signer is used the same way, immediately before each attempt.
+
+A signature covers the URL as it goes on the wire, so what is signed is `wire_url(...)`:
+libcurl writes a path's percent-escapes with upper-case hex (`%2f` goes out as `%2F`),
+and a CDN compares the signed resource with the request line exactly.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from functools import partial
 from urllib.parse import urlsplit
 
 from tfbulk.errors import BadInput
@@ -22,10 +25,23 @@ SegmentUrl = Callable[[Segment], str]
 _BUCKET = re.compile(r"[a-zA-Z0-9._-]{1,255}")  # what botocore accepts as a bucket name
 
 
+_ESCAPE = re.compile(r"%[0-9a-fA-F]{2}")
+
+
+def wire_url(url: str) -> str:
+    """`url` as libcurl sends it: the path's escapes in upper-case hex, the rest as given
+    (the transport asks libcurl to keep `.` and `..` segments, and the query, verbatim)."""
+    head, mark, query = url.partition("?")
+    if "%" not in head:
+        return url
+    return _ESCAPE.sub(lambda m: m.group(0).upper(), head) + mark + query
+
+
 def segment_urls(url_template: str, signer: SignerSettings) -> SegmentUrl:
     """The unsigned URL of each segment; templates and S3 flags are checked here, once."""
     if signer.kind != "s3":
-        return partial(render_url, Template(url_template, "--url-template"))
+        template = Template(url_template, "--url-template")
+        return lambda segment: wire_url(render_url(template, segment))
     keys = Template(signer.key_template, "--key-template")
     bucket = check_bucket(signer.bucket)
     endpoint = check_endpoint(signer.endpoint_url)

@@ -497,7 +497,10 @@ def test_status_lists_live_workers(shared: Shared) -> None:
         assert status.code == 0, status.stderr
         (worker,) = status.json["workers"]
         assert worker["pid"] == proc.pid and worker["live"] is True
-        assert 0 < worker["claimed"] <= 2
+        # Claimed counts the segments this worker holds: two downloading, and any that are
+        # downloaded and waiting for their group commit. Only two are ever on the wire.
+        assert worker["claimed"] > 0
+        assert ws.origin.max_in_flight <= 2
         assert worker["heartbeat_age_s"] < 3
         human = ws.tfbulk("status", "--state", shared.url)
         assert f":{proc.pid}:" in human.stdout and "ago" in human.stdout
