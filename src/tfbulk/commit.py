@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -39,7 +38,11 @@ class Ready(Generic[T]):
 
 
 class Committer(Generic[T]):
-    """One thread that commits batches; results go back to `committed` on the event loop."""
+    """One thread that commits batches; results go back to `committed` on the event loop.
+
+    Submitting costs no thread wake-up: the thread is woken by a batch's first file (to
+    start its clock), by a full batch, and by `drain`.
+    """
 
     def __init__(
         self,
@@ -52,68 +55,67 @@ class Committer(Generic[T]):
         self._committed = committed
         self._max_files = max_files
         self._max_wait = max_wait
-        self._inbox: queue.SimpleQueue[Ready[T] | asyncio.Future[None] | None] = queue.SimpleQueue()
+        self._lock = threading.Condition()
+        self._inbox: list[Ready[T]] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._closing = False
         self._syncs = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="tfbulk-fsync")
         self._thread = threading.Thread(target=self._serve, name="tfbulk-commit", daemon=True)
         self._thread.start()
 
     def submit(self, item: Ready[T]) -> None:
-        self._inbox.put(item)
+        with self._lock:
+            self._inbox.append(item)
+            if len(self._inbox) in (1, self._max_files):
+                self._lock.notify()
 
     async def drain(self) -> None:
         """Commit whatever was submitted before this call, now; return once reported."""
         done = self._loop.create_future()
-        self._inbox.put(done)
+        with self._lock:
+            self._waiters.append(done)
+            self._lock.notify()
         await done
 
     def close(self) -> None:
-        self._inbox.put(None)
+        with self._lock:
+            self._closing = True
+            self._lock.notify()
         self._thread.join()
         self._syncs.shutdown()
 
     def _serve(self) -> None:
         while True:
-            first = self._inbox.get()
-            if first is None:
-                return
-            batch: list[Ready[T]] = []
-            waiters: list[asyncio.Future[None]] = []
-            ended = self._gather(first, batch, waiters)
+            batch, waiters, closing = self._next_batch()
             if batch:
                 self._commit(batch)
                 self._loop.call_soon_threadsafe(self._committed, batch)
             for waiter in waiters:
                 self._loop.call_soon_threadsafe(_settle, waiter)
-            if ended:
+            if closing:
                 return
 
-    def _gather(
-        self,
-        item: Ready[T] | asyncio.Future[None] | None,
-        batch: list[Ready[T]],
-        waiters: list[asyncio.Future[None]],
-    ) -> bool:
-        """Fill `batch` until it is full, old enough, or a drain asks; True at shutdown."""
-        deadline = time.monotonic() + self._max_wait
-        while True:
-            if item is None:
-                return True
-            if isinstance(item, asyncio.Future):
-                waiters.append(item)
-                return False
-            batch.append(item)
-            remaining = deadline - time.monotonic()
-            if len(batch) >= self._max_files or remaining <= 0:
-                return False
-            try:
-                item = self._inbox.get(timeout=remaining)
-            except queue.Empty:
-                return False
+    def _next_batch(self) -> tuple[list[Ready[T]], list[asyncio.Future[None]], bool]:
+        """Wait for a batch that is full, old enough, or asked for by a drain."""
+        with self._lock:
+            while not (self._inbox or self._waiters or self._closing):
+                self._lock.wait()
+            deadline = time.monotonic() + self._max_wait
+            while not (self._waiters or self._closing) and len(self._inbox) < self._max_files:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._lock.wait(remaining)
+            batch, self._inbox = self._inbox[: self._max_files], self._inbox[self._max_files :]
+            waiters = [] if self._inbox else self._waiters
+            if waiters:
+                self._waiters = []
+            return batch, waiters, self._closing and not self._inbox
 
     def _commit(self, batch: list[Ready[T]]) -> None:
         """fsync every file, rename each, fsync each folder once; errors stay per file."""
-        for item, error in zip(batch, self._syncs.map(_sync_and_close, batch), strict=True):
-            item.error = error
+        shares = [batch[i::SYNC_THREADS] for i in range(min(SYNC_THREADS, len(batch)))]
+        list(self._syncs.map(_sync_all, shares))
         folders: set[Path] = set()
         for item in batch:
             if item.error is None:
@@ -122,11 +124,18 @@ class Committer(Generic[T]):
                     folders.add(item.final.parent)
                 except OSError as exc:
                     item.error = exc
-        for folder, error in zip(folders, self._syncs.map(_sync_folder, folders), strict=True):
+        for folder in folders:
+            error = _sync_folder(folder)
             if error is not None:
                 for item in batch:
                     if item.final.parent == folder and item.error is None:
                         item.error = error
+
+
+def _sync_all(items: list[Ready[T]]) -> None:
+    """One thread's share of a batch: several threads' fsyncs go into one journal commit."""
+    for item in items:
+        item.error = _sync_and_close(item)
 
 
 def _sync_and_close(item: Ready[T]) -> OSError | None:

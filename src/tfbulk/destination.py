@@ -9,7 +9,9 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from tfbulk.errors import BadInput, DiskError
@@ -30,6 +32,37 @@ def write_problem(folder: Path) -> str | None:
     except OSError as exc:
         return exc.strerror or str(exc)
     return None
+
+
+@dataclass(slots=True)
+class PartFile:
+    """A `.part` open for writing: the download's bytes go to `fd`, at `size` so far.
+
+    Opened once per claim, off the event loop (creating a file can wait on the file
+    system's journal while other files are being synced), and kept open across the
+    attempts of that claim, so a retry that starts over truncates instead of reopening.
+    """
+
+    fd: int
+    path: Path
+    final: Path
+    size: int
+
+    def start_over(self) -> None:
+        os.ftruncate(self.fd, 0)
+        os.lseek(self.fd, 0, os.SEEK_SET)
+        self.size = 0
+
+    def continue_at(self, offset: int) -> None:
+        os.lseek(self.fd, offset, os.SEEK_SET)
+
+    def close(self) -> None:
+        """Done with it for this claim; an empty `.part` is not worth keeping."""
+        try:
+            if os.fstat(self.fd).st_size == 0:
+                self.path.unlink(missing_ok=True)
+        finally:
+            os.close(self.fd)
 
 
 class Destination:
@@ -74,6 +107,26 @@ class Destination:
         real = Path(os.path.realpath(parent))
         if real != self.root and self.root not in real.parents:
             raise UnsafePath(f"folder {parent} resolves outside the destination (symlink?)")
+
+    def open_part(self, final: Path) -> PartFile:
+        """Open (or create) `final`'s `.part`; never through a symlink, never anything but a
+        regular file we can write (a planted link or folder fails the segment, not a run)."""
+        part = self.part_of(final)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+        try:
+            fd = os.open(part, flags, FILE_MODE)
+        except OSError as exc:
+            self.raise_if_disk(exc, part)
+            if exc.errno == errno.ELOOP:
+                raise UnsafePath(f"{part} is a symlink; tfbulk writes through none") from None
+            raise
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            raise UnsafePath(f"{part} is not a regular file")
+        os.set_blocking(fd, True)
+        os.fchmod(fd, FILE_MODE)
+        return PartFile(fd, part, final, info.st_size)
 
     def _mkdirs(self, folder: Path) -> None:
         missing = []

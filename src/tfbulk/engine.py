@@ -15,14 +15,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TypeVar
 
 import anyio
 from anyio.abc import TaskGroup
 
 from tfbulk.commit import Committer, Ready
-from tfbulk.destination import Destination
+from tfbulk.destination import Destination, PartFile
 from tfbulk.errors import DiskError
 from tfbulk.events import (
     Observer,
@@ -43,7 +42,22 @@ from tfbulk.verify import existing_is_valid
 
 FLUSH_INTERVAL = 0.25
 IDLE_RECHECK = 5.0
+FRESH = 1.0  # seconds: a claimed job's URL signed longer ago than this is signed again
 T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class _Claimed:
+    """A claimed job waiting for a slot: its `.part` open and its URL signed at
+    `signed_at`; or a valid file already there (`skipped`), or a path refused."""
+
+    job: Job
+    url: str
+    signed_at: float
+    part: PartFile | None = None
+    skipped: int | None = None
+    refused: str | None = None
+    disk_error: DiskError | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +91,7 @@ class Engine:
         observer: Observer,
         clock: Callable[[], float] = time.time,
         forbidden_hint: str = FORBIDDEN_HINT,
+        claim_ahead: bool = True,
     ) -> None:
         self._store = store
         self._signer = signer
@@ -84,13 +99,15 @@ class Engine:
         self._dest = dest
         self._url_of = url_of
         self._forbidden_hint = forbidden_hint
+        self._claim_ahead = claim_ahead  # off under a global cap, whose slots it would hold
         self._tuning = tuning
         self._emit = observer
         self._clock = clock
         self._backoff = Backoff(tuning.backoff_base, tuning.backoff_max)
         self._db_limiter = anyio.CapacityLimiter(1)
-        self._queue: deque[tuple[Job, str]] = deque()
+        self._queue: deque[_Claimed] = deque()
         self._claiming = False
+        self._last_claim_full = False
         self._in_flight = 0
         self._ended = 0  # jobs finished so far: a claim that saw none end may call it a day
         self._drained = False
@@ -119,8 +136,10 @@ class Engine:
                 flusher.cancel()
         finally:
             self._committer.close()
-        for job, _ in self._queue:
-            self._store.record(Parked(job.segment_id))
+        for claimed in self._queue:
+            self._store.record(Parked(claimed.job.segment_id))
+            if claimed.part is not None:
+                claimed.part.close()
         self._queue.clear()
         with contextlib.suppress(DiskError):
             await self._db(self._store.flush)
@@ -145,11 +164,11 @@ class Engine:
 
     async def _worker(self) -> None:
         while (claimed := await self._next_job()) is not None:
-            job, url = claimed
+            job = claimed.job
             try:
                 with anyio.CancelScope() as scope:
                     self._job_scopes.add(scope)
-                    await self._process(job, url)
+                    await self._process(claimed)
                 if scope.cancelled_caught:
                     self._park(job)
             except DiskError as exc:
@@ -161,12 +180,16 @@ class Engine:
                 self._ended += 1
                 self._wake()
 
-    async def _next_job(self) -> tuple[Job, str] | None:
-        """The next claimed job and its signed URL (counted in flight), or None at the end."""
+    async def _next_job(self) -> _Claimed | None:
+        """The next claimed job, its URL signed (counted in flight), or None at the end."""
         while self._stop_reason is None and not self._drained:
             if self._queue:
                 self._in_flight += 1
-                return self._queue.popleft()
+                claimed = self._queue.popleft()
+                if claimed.part and self._clock() - claimed.signed_at > FRESH:
+                    claimed.url = self._sign(claimed.job)  # it waited behind long downloads
+                self._refill_soon()
+                return claimed
             if self._claiming:
                 await self._wait(None)
                 continue
@@ -181,13 +204,36 @@ class Engine:
                 await self._wait(due)
         return None
 
-    async def _claim(self) -> tuple[list[tuple[Job, str]], float | None]:
+    def _refill_soon(self) -> None:
+        """With `claim_ahead`, claim the next jobs in the background while half of the
+        claimed ones still wait: a worker that frees its slot finds one ready. Not after
+        a claim that came back short (the queue is running dry: the workers' own claims
+        then notice the end)."""
+        if (
+            self._claim_ahead
+            and not self._claiming
+            and self._last_claim_full
+            and len(self._queue) < self._tuning.concurrency // 2 + 1
+            and self._task_group is not None
+        ):
+            self._claiming = True
+            self._task_group.start_soon(self._refill)
+
+    async def _refill(self) -> None:
+        jobs, _ = await self._claim()
+        self._queue.extend(jobs)
+
+    async def _claim(self) -> tuple[list[_Claimed], float | None]:
+        """Claim what fills the free slots and (with `claim_ahead`) as many again to start
+        next: a trip to the DB thread per `concurrency` files, not per file."""
         self._claiming = True
-        jobs: list[Job] = []
+        jobs: list[_Claimed] = []
         ended_before = self._ended
         try:
-            free = self._tuning.concurrency - self._in_flight
-            jobs = await self._db(self._claim_signed, free)
+            ahead = self._tuning.concurrency if self._claim_ahead else 0
+            wanted = self._tuning.concurrency + ahead - self._in_flight - len(self._queue)
+            jobs = await self._db(self._claim_signed, wanted) if wanted > 0 else []
+            self._last_claim_full = len(jobs) >= wanted
             due = None if jobs else await self._db(self._store.next_due)
             return jobs, due
         except DiskError as exc:
@@ -201,11 +247,11 @@ class Engine:
             if jobs or self._ended != ended_before:
                 self._wake()
 
-    def _claim_signed(self, free: int) -> list[tuple[Job, str]]:
-        """Claim and sign in one trip to the DB thread: RSA signing (~0.3 ms a URL) releases
-        the GIL, so it runs on the other core instead of the event loop, at no extra hop."""
-        jobs = self._store.claim(free, self._clock())
-        return [(job, self._sign(job)) for job in jobs]
+    def _claim_signed(self, wanted: int) -> list[_Claimed]:
+        """Claim, prepare and sign in one trip to the DB thread: RSA signing (~1 ms a URL)
+        releases the GIL, so it runs on the other core instead of the event loop, and so
+        does creating each `.part`, which can wait on the file system."""
+        return [self._prepare(job) for job in self._store.claim(wanted, self._clock())]
 
     async def _wait(self, due: float | None) -> None:
         """Sleep until woken (a job ended, a claim finished, a stop) or `due` comes."""
@@ -222,24 +268,33 @@ class Engine:
 
     # -- one segment ----------------------------------------------------------------
 
-    async def _process(self, job: Job, url: str) -> None:
+    async def _process(self, claimed: _Claimed) -> None:
+        job, part = claimed.job, claimed.part
+        if claimed.disk_error is not None:
+            raise claimed.disk_error
+        if claimed.refused is not None:
+            self._fail(job, None, f"refused: {claimed.refused}", attempts=0)
+            return
+        if part is None:
+            self._skipped(job, claimed.skipped or 0)
+            return
         started = self._clock()
         try:
-            final = self._final_path(job)
-        except UnsafePath as exc:
-            self._fail(job, None, f"refused: {exc}", attempts=0)
-            return
-        if not job.replace and existing_is_valid(final, job.known_size):
-            size = final.stat().st_size
-            self._store.record(Done(job.segment_id, "skipped", size, None, None, self._clock()))
-            self._emit(SegmentFinished(job.segment_id, job.course_id, "skipped", size, 0.0, 0))
-            return
-        fetched = await self._attempts(job, final, url)
+            fetched = await self._attempts(job, part, claimed.url)
+        except BaseException:
+            part.close()
+            raise
         if fetched is None:
+            part.close()
             return
         assert self._committer is not None
-        part = self._dest.part_of(final)
-        self._committer.submit(Ready(fetched.fd, part, final, _Finished(job, fetched, started)))
+        self._committer.submit(
+            Ready(part.fd, part.path, part.final, _Finished(job, fetched, started))
+        )
+
+    def _skipped(self, job: Job, size: int) -> None:
+        self._store.record(Done(job.segment_id, "skipped", size, None, None, self._clock()))
+        self._emit(SegmentFinished(job.segment_id, job.course_id, "skipped", size, 0.0, 0))
 
     def _committed(self, batch: list[Ready[_Finished]]) -> None:
         """A batch is final and durable on disk: now the state DB may say `success`."""
@@ -276,19 +331,30 @@ class Engine:
             return
         self._fail(job, None, f"cannot write {item.final}: {item.error.strerror}", attempts=1)
 
-    def _final_path(self, job: Job) -> Path:
-        if job.path is None:
-            reason = job.error or "no safe path for this segment"
-            raise UnsafePath(reason.removeprefix("refused: "))
-        final = self._dest.locate(job.path)
-        self._dest.make_parent(final)
-        return final
+    def _prepare(self, job: Job) -> _Claimed:
+        """The file side of a claimed job, on the claim's thread: folders made, an existing
+        valid file found (skip), or the `.part` opened; then its URL signed."""
+        try:
+            if job.path is None:
+                reason = job.error or "no safe path for this segment"
+                raise UnsafePath(reason.removeprefix("refused: "))
+            final = self._dest.locate(job.path)
+            self._dest.make_parent(final)
+            if not job.replace and existing_is_valid(final, job.known_size):
+                return _Claimed(job, "", 0.0, skipped=final.stat().st_size)
+            part = self._dest.open_part(final)
+        except UnsafePath as exc:
+            return _Claimed(job, "", 0.0, refused=str(exc))
+        except DiskError as exc:
+            return _Claimed(job, "", 0.0, disk_error=exc)
+        except OSError as exc:
+            return _Claimed(job, "", 0.0, refused=f"cannot write {job.path}: {exc.strerror}")
+        return _Claimed(job, self._sign(job), self._clock(), part=part)
 
-    async def _attempts(self, job: Job, final: Path, url: str) -> Fetched | None:
+    async def _attempts(self, job: Job, part: PartFile, url: str) -> Fetched | None:
         """Attempt until success, a retry for later (slot released), or failure.
 
         `url` was signed at the claim, just now; every further attempt signs afresh."""
-        part = self._dest.part_of(final)
         validator = Validator(job.etag, job.last_modified, job.expected_size)
         previous = Kind(job.last_kind) if job.last_kind else None
         attempt = job.run_attempts
@@ -305,7 +371,7 @@ class Engine:
             except AttemptFailed as failure:
                 self._downloaded += max(0, transfer.received - transfer.resumed_from)
                 if failure.restart:
-                    part.unlink(missing_ok=True)
+                    part.start_over()
                     validator = Validator(None, None, None)
                 decision = decide(
                     failure,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import anyio
 import httpx
 
 from tfbulk import __version__
-from tfbulk.destination import FILE_MODE, Destination
+from tfbulk.destination import Destination, PartFile
 from tfbulk.events import Transfer
 from tfbulk.retry import AttemptFailed, Kind, kind_of_status, parse_retry_after
 from tfbulk.settings import Network, Tuning
@@ -63,9 +62,8 @@ class Validator:
 
 @dataclass(slots=True)
 class Fetched:
-    """A verified body, still open as `fd` until the commit makes it final."""
+    """A verified body, in its `.part` until the commit makes it final."""
 
-    fd: int
     size: int
     md5: str
     etag: str | None
@@ -91,14 +89,14 @@ class Fetcher:
     async def fetch(
         self,
         url: str,
-        part: Path,
+        part: PartFile,
         validator: Validator | None,
         transfer: Transfer,
         remember: Callable[[Validator], None],
     ) -> Fetched:
         """Download `url` into `part`; raise AttemptFailed (classified) or DiskError."""
-        offset = _resume_offset(part, validator)
-        prefix = await anyio.to_thread.run_sync(hash_file, part) if offset else None
+        offset = _resume_offset(part.size, validator)
+        prefix = await anyio.to_thread.run_sync(hash_file, part.path) if offset else None
         body = _PartBody(self._files, part, offset, prefix, validator, transfer, remember)
         headers = [("User-Agent", USER_AGENT), ("Accept-Encoding", "identity")]
         if offset and validator and validator.if_range:
@@ -109,7 +107,7 @@ class Fetcher:
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 await body.keep()
-            raise _classified(exc, self._dest, part) from None
+            raise _classified(exc, self._dest, part.path) from None
         if body.writer is None:
             return await self._without_body(response, body)
         return await body.verified()
@@ -146,7 +144,7 @@ class _PartBody:
     def __init__(
         self,
         files: _Files,
-        part: Path,
+        part: PartFile,
         offset: int,
         prefix: tuple[bytes, hashlib._Hash] | None,
         validator: Validator | None,
@@ -211,17 +209,16 @@ class _PartBody:
         try:
             await writer.finish()
         except OSError as exc:
-            self._close()
-            raise _classified(exc, self._files.dest, self.part) from None
+            raise _classified(exc, self._files.dest, self.part.path) from None
         size = self._transfer.received
         received = size - self.offset
         try:
             head = self._prefix[0] if self._prefix else writer.head
             check_body(head, size, self._found.size, writer.digest.hexdigest(), self._found.etag)
         except VerifyError as exc:
-            self._close()
             raise AttemptFailed(Kind.INVALID, f"verification failed: {exc}", restart=True) from None
-        return Fetched(writer.fd, size, writer.digest.hexdigest(), self._found.etag, received)
+        self.part.size = size
+        return Fetched(size, writer.digest.hexdigest(), self._found.etag, received)
 
     async def already_complete(self) -> Fetched:
         """The `.part` holds the whole object (416 for `bytes=<size>-`): verify it as is."""
@@ -232,15 +229,14 @@ class _PartBody:
             check_body(head, self.offset, validator.size, digest.hexdigest(), validator.etag)
         except VerifyError as exc:
             raise AttemptFailed(Kind.INVALID, f"verification failed: {exc}", restart=True) from None
-        fd = self._open_fd(append=True)
-        return Fetched(fd, self.offset, digest.hexdigest(), validator.etag, 0)
+        return Fetched(self.offset, digest.hexdigest(), validator.etag, 0)
 
     async def keep(self) -> None:
         """After a failed or cancelled attempt: what did arrive stays, for a resume."""
         if self.writer is not None:
             with contextlib.suppress(OSError):
                 await self.writer.finish()
-            self._close()
+            self.part.size = self._transfer.received
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -267,30 +263,16 @@ class _PartBody:
         return self.offset
 
     def _open(self, offset: int, resume: Callable[[], None]) -> PartWriter:
-        fd = self._open_fd(append=bool(offset))
+        """Position the `.part` for this body: continue at `offset`, or start it over."""
         if offset and self._prefix:
+            self.part.continue_at(offset)
             digest = self._prefix[1]
         else:
+            if self.part.size:
+                self.part.start_over()
             digest = hashlib.md5(usedforsecurity=False)
             self._prefix = None
-        return self._files.writer.open(fd, offset, digest, resume)
-
-    def _open_fd(self, *, append: bool) -> int:
-        """An unbuffered descriptor: pieces go straight to the kernel, no copy kept here."""
-        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if append else os.O_TRUNC)
-        try:
-            fd = os.open(self.part, flags, FILE_MODE)
-            os.fchmod(fd, FILE_MODE)
-        except OSError as exc:
-            self._files.dest.raise_if_disk(exc, self.part)
-            raise AttemptFailed(Kind.CLIENT, f"cannot write {self.part}: {exc.strerror}") from None
-        return fd
-
-    def _close(self) -> None:
-        if self.writer is not None:
-            with contextlib.suppress(OSError):
-                os.close(self.writer.fd)
-            self.writer = None
+        return self._files.writer.open(self.part.fd, offset, digest, resume)
 
 
 def open_transport(tuning: Tuning, network: Network) -> CurlTransport:
@@ -307,12 +289,8 @@ def open_transport(tuning: Tuning, network: Network) -> CurlTransport:
     )
 
 
-def _resume_offset(part: Path, validator: Validator | None) -> int:
-    """Bytes already in `part` that may be resumed; a `.part` with no validator is stale."""
-    try:
-        size = part.stat().st_size
-    except FileNotFoundError:
-        return 0
+def _resume_offset(size: int, validator: Validator | None) -> int:
+    """Bytes already in the `.part` that may be resumed; one with no validator is stale."""
     if not size or validator is None or not validator.if_range:
         return 0
     if validator.size is None or size <= validator.size:

@@ -34,6 +34,7 @@ from tfbulk.signing.s3 import Refusal, verify_presigned
 BLOCK = 64 * 1024
 MD5_ETAG_LIMIT = 512 << 20  # bigger bodies get multipart-style ETags, as S3 gives them
 SEND_CHUNK = 64 * 1024
+GATE_LIMIT = 60.0
 LAST_MODIFIED = formatdate(1_700_000_000, usegmt=True)
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)")
 
@@ -162,7 +163,8 @@ class Fault:
     html: answer 200 with an HTML error page; drop_after: send that many body bytes,
     then cut the connection; delay: wait that long before answering; wrong_md5: serve an
     ETag that does not match the body; stall: stop sending mid-body for that long;
-    change_after: publish a new version of the object once this response is sent.
+    change_after: publish a new version of the object once this response is sent;
+    gate: hold the body half-way until this event is set (tests synchronise on it).
     """
 
     status: int | None = None
@@ -175,6 +177,7 @@ class Fault:
     wrong_md5: bool = False
     stall: float = 0.0
     change_after: bool = False
+    gate: threading.Event | None = field(default=None, compare=False)
     used: int = field(default=0, compare=False)
 
     def applies(self) -> bool:
@@ -468,8 +471,8 @@ class Origin:
             await _write(writer, conn.send(h11.Data(data=data)))
             record.sent += len(data)
             position = stop
-            if fault and fault.stall and position - start >= (end - start) // 2:
-                await asyncio.sleep(fault.stall)
+            if fault and (fault.stall or fault.gate) and position - start >= (end - start) // 2:
+                await _hold(fault)
                 fault = None
             if self.speed:
                 await asyncio.sleep(len(data) / self.speed)
@@ -521,6 +524,15 @@ class Origin:
             record.sent += len(body)
         await _write(writer, conn.send(h11.EndOfMessage()))
         return True
+
+
+async def _hold(fault: Fault) -> None:
+    """Stall for `fault.stall` seconds, or until its gate opens (at most a minute)."""
+    if fault.gate is not None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, fault.gate.wait, GATE_LIMIT)
+    else:
+        await asyncio.sleep(fault.stall)
 
 
 async def _next_request(conn: h11.Connection, reader: asyncio.StreamReader) -> h11.Request | None:

@@ -126,6 +126,7 @@ async def _download(
                 tuning=tuning,
                 observer=observer,
                 forbidden_hint=FORBIDDEN_HINTS[settings.signer.kind],
+                claim_ahead=settings.sharing.max_global is None,
             )
             result = await _supervised(engine, observer, tuning, handle_signals, watchers)
     finally:

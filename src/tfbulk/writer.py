@@ -5,6 +5,8 @@ digested and written on the other core while the loop keeps feeding libcurl. Eac
 sticks to one thread, so its batches land in order; files spread over the threads, so
 several large downloads hash in parallel. What one transfer may have queued is bounded:
 over the bound it asks its transfer to pause, and the thread wakes it once it catches up.
+Small bodies go the same way: their MD5 on the loop measured slower than two hand-offs
+(docs/performance.md).
 """
 
 from __future__ import annotations
@@ -29,9 +31,12 @@ _Work = tuple["PartWriter", list[bytes], "asyncio.Future[None] | None"]
 
 
 class DiskWriter:
-    """The writer threads of one run."""
+    """The writer threads of one run, and a tick that hands off what stalled transfers hold
+    (a body that stops mid-batch still reaches the disk, and a resume, within INTERVAL)."""
 
     def __init__(self, threads: int = 2) -> None:
+        self._open: set[PartWriter] = set()
+        self._tick: asyncio.TimerHandle | None = None
         self._queues: list[queue.SimpleQueue[_Work | None]] = []
         self._threads: list[threading.Thread] = []
         for number in range(threads):
@@ -51,9 +56,23 @@ class DiskWriter:
 
         `resume` wakes the paused transfer; it is called on the event loop thread."""
         loop = asyncio.get_running_loop()
-        return PartWriter(fd, offset, digest, next(self._next), loop, resume)
+        writer = PartWriter(fd, offset, digest, next(self._next), loop, resume, self._open)
+        self._open.add(writer)
+        if self._tick is None:
+            self._tick = loop.call_later(INTERVAL, self._hand_off_stalled, loop)
+        return writer
+
+    def _hand_off_stalled(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._tick = None
+        now = time.monotonic()
+        for writer in list(self._open):
+            writer.hand_off_if_stale(now)
+        if self._open:
+            self._tick = loop.call_later(INTERVAL, self._hand_off_stalled, loop)
 
     def close(self) -> None:
+        if self._tick is not None:
+            self._tick.cancel()
         for work in self._queues:
             work.put(None)
         for thread in self._threads:
@@ -84,8 +103,10 @@ class PartWriter:
         work: queue.SimpleQueue[_Work | None],
         loop: asyncio.AbstractEventLoop,
         resume: Callable[[], None],
+        registry: set[PartWriter],
     ) -> None:
         self.fd = fd
+        self._registry = registry
         self.loop = loop
         self.digest = digest
         self.head = b""
@@ -121,8 +142,13 @@ class PartWriter:
             self._hand_off(None)
         return True
 
+    def hand_off_if_stale(self, now: float) -> None:
+        if self._pending and now - self._handed_at >= INTERVAL:
+            self._hand_off(None)
+
     async def finish(self) -> None:
         """Everything taken is written and digested (or the write error is raised)."""
+        self._registry.discard(self)
         done = self.loop.create_future()
         self._hand_off(done)
         await done

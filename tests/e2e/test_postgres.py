@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -271,13 +272,21 @@ def test_a_live_worker_keeps_its_part_when_its_lease_is_taken(shared: Shared) ->
     ws.write_catalogue(guitar_catalogue(2, 10))
     ws.origin.speed = 64_000
     held = [segment_id for _, segment_id in ws.downloadable()[:2]]  # its first claim
+    gate = threading.Event()  # the first worker's two downloads hang until the test opens it
     for segment_id in held:
-        ws.origin.add_fault(ws.url_path(segment_id), Fault(stall=5))
+        ws.origin.add_fault(ws.url_path(segment_id), Fault(gate=gate))
     first = shared.start("first", "--concurrency", "2", "--lease", "30s")
-    wait_for(lambda: len(ws.part_files()) == 2, timeout=30, what="the first worker downloading")
+    # Two .part files with bytes in them: the first two segments are on the wire (the
+    # worker also holds its next claim, whose .part files are still empty).
+    wait_for(
+        lambda: sum(1 for part in ws.part_files() if part.stat().st_size) == 2,
+        timeout=30,
+        what="the first worker downloading",
+    )
     expired = shared.query(
         "UPDATE segments SET lease_until = now() - interval '1 second' "
-        "WHERE status = 'processing' RETURNING id"
+        "WHERE status = 'processing' AND id = ANY(%s) RETURNING id",
+        held,
     )
     assert expired
     second = shared.start("second", "--concurrency", "2", "--lease", "30s")
@@ -293,7 +302,10 @@ def test_a_live_worker_keeps_its_part_when_its_lease_is_taken(shared: Shared) ->
         )
         return bool(shared.finished_by("second"))
 
-    wait_for(second_worked_while_first_still_held_them, timeout=30, what="the second at work")
+    try:
+        wait_for(second_worked_while_first_still_held_them, timeout=60, what="the second at work")
+    finally:
+        gate.set()
     results = finish({"first": first, "second": second})
     assert all(r.code == 0 for r in results.values()), [r.stderr for r in results.values()]
     assert "not recorded" not in results["first"].stderr
