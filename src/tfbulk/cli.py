@@ -6,10 +6,7 @@ code; tracebacks are for bugs, and even those never show local variables.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -20,9 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from tfbulk import __version__
-from tfbulk.credentials import build_signer
-from tfbulk.display.console import RunDisplay, make_console
-from tfbulk.display.logfile import JsonLog
+from tfbulk.display.console import make_console
 from tfbulk.display.summary import (
     course_table,
     failures_table,
@@ -32,9 +27,6 @@ from tfbulk.display.summary import (
     workers_table,
 )
 from tfbulk.errors import BadInput, TfbulkError
-from tfbulk.events import Broadcast, Observer
-from tfbulk.report import DryRunReport, RunReport
-from tfbulk.runner import dry_run, run
 from tfbulk.settings import (
     DEFAULT_EXPIRES,
     DEFAULT_KEY_TEMPLATE,
@@ -59,13 +51,14 @@ from tfbulk.settings import (
     resolve_state,
 )
 from tfbulk.state import Store, WorkerStatus, open_store
-from tfbulk.urls import sign_target
 
 if TYPE_CHECKING:
     from tfbulk.audit import AuditReport
+    from tfbulk.report import DryRunReport, RunReport
 
-# `verify`, `doctor`, `demo` and `origin` import their modules when they run: a cron `run`
-# then never loads the origin's server, the doctor's probes or the audit (about 5 MB RSS).
+# Commands import what only they use when they run: `status`, `failed` and `retry` load no
+# HTTP stack, signer or event loop; a cron `run` never loads the origin, the doctor's
+# probes or the audit.
 
 app = typer.Typer(
     name="tfbulk",
@@ -442,6 +435,8 @@ def run_command(
         dry_run=dry_run_flag,
     )
     if settings.dry_run:
+        from tfbulk.runner import dry_run
+
         human = sys.stderr if as_json else sys.stdout
         return _print_dry_run(dry_run(settings), human, as_json=as_json)
     report = _execute(settings, _Output(as_json, quiet, progress, log_file, stats_interval))
@@ -463,6 +458,11 @@ class _Output:
 
 def _execute(settings: RunSettings, output: _Output) -> RunReport:
     """Run with the display the flags ask for; print the summary and any error."""
+    from tfbulk.display.console import RunDisplay
+    from tfbulk.display.logfile import JsonLog
+    from tfbulk.events import Broadcast, Observer
+    from tfbulk.runner import run
+
     human = sys.stderr if output.as_json else sys.stdout
     live = output.progress if output.progress is not None else human.isatty()
     interval = parse_duration(output.stats_interval, "--stats-interval")
@@ -724,6 +724,9 @@ def sign_command(
     profile: Profile = None,
 ) -> int:
     """Print URL signed the way `tfbulk run` signs each request."""
+    from tfbulk.credentials import build_signer
+    from tfbulk.urls import sign_target
+
     settings = _signer_settings(
         signer,
         key_pair_id,
@@ -899,6 +902,10 @@ def origin_command(
     max_size: Annotated[str, typer.Option("--max-size", help="Largest synthetic body.")] = "3M",
 ) -> int:
     """Serve a local CloudFront-like origin to rehearse a configuration (Ctrl-C stops it)."""
+    import asyncio
+    import contextlib
+    import signal
+
     from tfbulk.credentials import load_public_key
     from tfbulk.origin import DirectoryContent, Origin, SyntheticContent
 

@@ -75,6 +75,16 @@ CASES: dict[str, tuple[Callable[[Workspace], list[str]], str]] = {
         "--concurrency",
     ),
     "expires banana": (lambda ws: [*ws.run_args(), "--expires", "banana"], "--expires"),
+    "http 4": (lambda ws: [*ws.run_args(), "--http", "4"], "--http '4' is not one of 1.1, 2, 3"),
+    "ca bundle missing": (
+        lambda ws: [*ws.run_args(), "--ca-bundle", str(ws.root / "none.pem")],
+        "--ca-bundle",
+    ),
+    "max file size banana": (
+        lambda ws: [*ws.run_args(), "--max-file-size", "banana"],
+        "--max-file-size",
+    ),
+    "max file size 0": (lambda ws: [*ws.run_args(), "--max-file-size", "0"], "--max-file-size"),
     "unknown placeholder": (
         lambda ws: [*ws.run_args(), "--path-template", "{course}/{segment_id}.mp4"],
         "unknown placeholder {course}",

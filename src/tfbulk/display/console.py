@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
 
-from tfbulk.display.live import LiveView
-from tfbulk.display.plain import PlainReporter
-from tfbulk.display.summary import one_line, print_run_summary
-from tfbulk.display.tracker import RunTracker
-from tfbulk.events import Event, Observer
-from tfbulk.report import RunReport
+if TYPE_CHECKING:
+    from tfbulk.display.live import LiveView
+    from tfbulk.events import Event, Observer
+    from tfbulk.report import RunReport
 
 
 def make_console(stream: TextIO, *, terminal: bool) -> Console:
@@ -39,13 +37,18 @@ class RunDisplay:
     """The human side of `tfbulk run`: tracker + one view + the closing summary."""
 
     def __init__(self, stream: TextIO, *, live: bool, quiet: bool, stats_interval: float) -> None:
+        from tfbulk.display.live import LiveView
+        from tfbulk.display.plain import PlainReporter
+        from tfbulk.display.tracker import RunTracker
+
         self.tracker = RunTracker()
         self.live = live and not quiet
         self.quiet = quiet
         self.console = make_console(stream, terminal=self.live)
         self._view: Observer
+        self._live_view: LiveView | None = None
         if self.live:
-            self._view = LiveView(self.tracker, self.console)
+            self._view = self._live_view = LiveView(self.tracker, self.console)
         else:
             self._view = PlainReporter(
                 self.tracker, stream, stats_interval=stats_interval, quiet=quiet
@@ -56,11 +59,13 @@ class RunDisplay:
         self._view(event)
 
     def close(self) -> None:
-        if isinstance(self._view, LiveView):
-            self._view.close()
+        if self._live_view is not None:
+            self._live_view.close()
 
     def finish(self, report: RunReport) -> None:
         """Print the summary that replaces the live view (or the one line of --quiet)."""
+        from tfbulk.display.summary import one_line, print_run_summary
+
         self.close()
         if self.quiet:
             self.console.print(
