@@ -43,6 +43,7 @@ from tfbulk.settings import (
     SignerSettings,
     Tuning,
     check_ca_bundle,
+    check_concurrency,
     check_http_version,
     check_lease,
     check_positive,
@@ -417,7 +418,7 @@ def run_command(
             else None,
         ),
         tuning=Tuning(
-            concurrency=check_positive(concurrency, "--concurrency"),
+            concurrency=check_concurrency(concurrency),
             retries=check_positive(retries, "--retries"),
             backoff_base=parse_duration(backoff_base, "--backoff-base"),
             backoff_max=parse_duration(backoff_max, "--backoff-max"),

@@ -11,14 +11,15 @@ seconds after its first file, so a kill or a power cut re-checks at most one bat
 from __future__ import annotations
 
 import asyncio
-import os
+import contextlib
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Generic, TypeVar
+
+from tfbulk.destination import PartFile, sync_folders
 
 T = TypeVar("T")
 MAX_FILES = 100
@@ -28,11 +29,9 @@ SYNC_THREADS = 4  # fsyncs at once: the file system journals them together
 
 @dataclass(slots=True)
 class Ready(Generic[T]):
-    """A verified `.part` (still open as `fd`) and what to report once it is final."""
+    """A verified `.part` (still open) and what to report once it is final."""
 
-    fd: int
-    part: Path
-    final: Path
+    part: PartFile
     payload: T
     error: OSError | None = None
 
@@ -113,54 +112,25 @@ class Committer(Generic[T]):
             return batch, waiters, self._closing and not self._inbox
 
     def _commit(self, batch: list[Ready[T]]) -> None:
-        """fsync every file, rename each, fsync each folder once; errors stay per file."""
+        """fsync and rename every file, fsync each folder once; errors stay per file."""
         shares = [batch[i::SYNC_THREADS] for i in range(min(SYNC_THREADS, len(batch)))]
-        list(self._syncs.map(_sync_all, shares))
-        folders: set[Path] = set()
+        list(self._syncs.map(_publish_all, shares))
+        published = [item.part for item in batch if item.error is None]
+        failed_folders = sync_folders(published)
         for item in batch:
             if item.error is None:
-                try:
-                    item.part.replace(item.final)
-                    folders.add(item.final.parent)
-                except OSError as exc:
-                    item.error = exc
-        for folder in folders:
-            error = _sync_folder(folder)
-            if error is not None:
-                for item in batch:
-                    if item.final.parent == folder and item.error is None:
-                        item.error = error
+                item.error = failed_folders.get(item.part.folder)
+            with contextlib.suppress(OSError):
+                item.part.close()
 
 
-def _sync_all(items: list[Ready[T]]) -> None:
+def _publish_all(items: list[Ready[T]]) -> None:
     """One thread's share of a batch: several threads' fsyncs go into one journal commit."""
     for item in items:
-        item.error = _sync_and_close(item)
-
-
-def _sync_and_close(item: Ready[T]) -> OSError | None:
-    try:
-        os.fsync(item.fd)
-    except OSError as exc:
-        return exc
-    finally:
-        os.close(item.fd)
-    return None
-
-
-def _sync_folder(folder: Path) -> OSError | None:
-    """The rename is durable once its folder is synced."""
-    try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError as exc:
-        return exc
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        return exc
-    finally:
-        os.close(fd)
-    return None
+        try:
+            item.part.publish()
+        except OSError as exc:
+            item.error = exc
 
 
 def _settle(future: asyncio.Future[None]) -> None:

@@ -21,7 +21,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from tfbulk.commit import Committer, Ready
-from tfbulk.destination import Destination, PartFile
+from tfbulk.destination import Destination, Existing, PartFile
 from tfbulk.errors import DiskError
 from tfbulk.events import (
     Observer,
@@ -38,7 +38,6 @@ from tfbulk.retry import FORBIDDEN_HINT, AttemptFailed, Backoff, Decision, Kind,
 from tfbulk.settings import Tuning
 from tfbulk.signing import Signer
 from tfbulk.state import Attempted, Done, Failed, Job, Parked, Retry, Store, Validated
-from tfbulk.verify import existing_is_valid
 
 FLUSH_INTERVAL = 0.25
 IDLE_RECHECK = 5.0
@@ -288,9 +287,7 @@ class Engine:
             part.close()
             return
         assert self._committer is not None
-        self._committer.submit(
-            Ready(part.fd, part.path, part.final, _Finished(job, fetched, started))
-        )
+        self._committer.submit(Ready(part, _Finished(job, fetched, started)))
 
     def _skipped(self, job: Job, size: int) -> None:
         self._store.record(Done(job.segment_id, "skipped", size, None, None, self._clock()))
@@ -324,12 +321,12 @@ class Engine:
         run finds it complete), any other error fails the segment."""
         assert item.error is not None
         try:
-            self._dest.raise_if_disk(item.error, item.final)
+            self._dest.raise_if_disk(item.error, item.part.final)
         except DiskError as exc:
             self._park(job)
             self._disk_full(exc)
             return
-        self._fail(job, None, f"cannot write {item.final}: {item.error.strerror}", attempts=1)
+        self._fail(job, None, f"cannot write {item.part.final}: {item.error.strerror}", attempts=1)
 
     def _prepare(self, job: Job) -> _Claimed:
         """The file side of a claimed job, on the claim's thread: folders made, an existing
@@ -338,18 +335,16 @@ class Engine:
             if job.path is None:
                 reason = job.error or "no safe path for this segment"
                 raise UnsafePath(reason.removeprefix("refused: "))
-            final = self._dest.locate(job.path)
-            self._dest.make_parent(final)
-            if not job.replace and existing_is_valid(final, job.known_size):
-                return _Claimed(job, "", 0.0, skipped=final.stat().st_size)
-            part = self._dest.open_part(final)
+            opened = self._dest.open(job.path, known_size=job.known_size, replace=job.replace)
         except UnsafePath as exc:
             return _Claimed(job, "", 0.0, refused=str(exc))
         except DiskError as exc:
             return _Claimed(job, "", 0.0, disk_error=exc)
         except OSError as exc:
             return _Claimed(job, "", 0.0, refused=f"cannot write {job.path}: {exc.strerror}")
-        return _Claimed(job, self._sign(job), self._clock(), part=part)
+        if isinstance(opened, Existing):
+            return _Claimed(job, "", 0.0, skipped=opened.size)
+        return _Claimed(job, self._sign(job), self._clock(), part=opened)
 
     async def _attempts(self, job: Job, part: PartFile, url: str) -> Fetched | None:
         """Attempt until success, a retry for later (slot released), or failure.

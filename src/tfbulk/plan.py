@@ -18,7 +18,8 @@ from tfbulk.snapshot import SnapshotSegment
 VIDEO_PREFIX = "mp4:"
 FIELDS = ("segment_id", "course_id", "channel_id", "video", "video_dir", "video_name")
 STATE_DIR = ".tfbulk"
-MAX_NAME_BYTES = 255
+MAX_NAME_BYTES = 255  # NAME_MAX of ext4, XFS, btrfs, NTFS; a smaller one fails per segment
+PART_SUFFIX = ".part"  # the longest name written is the file's name plus this
 
 
 class UnsafePath(ValueError):
@@ -109,8 +110,14 @@ def safe_relative_path(rendered: str) -> str:
         raise UnsafePath("path is empty")
     if parts[0] == STATE_DIR:
         raise UnsafePath(f"path {rendered!r} is inside tfbulk's own {STATE_DIR}/ folder")
-    if any(len(part.encode()) > MAX_NAME_BYTES for part in parts):
-        raise UnsafePath(f"path {rendered!r} has a name longer than {MAX_NAME_BYTES} bytes")
+    if any(len(part.encode()) > MAX_NAME_BYTES for part in parts[:-1]):
+        raise UnsafePath(f"path {rendered!r} has a folder name longer than {MAX_NAME_BYTES} bytes")
+    if len((parts[-1] + PART_SUFFIX).encode()) > MAX_NAME_BYTES:
+        limit = MAX_NAME_BYTES - len(PART_SUFFIX)
+        raise UnsafePath(
+            f"path {rendered!r} has a file name longer than {limit} bytes "
+            f"(its {PART_SUFFIX} must fit in {MAX_NAME_BYTES})"
+        )
     return "/".join(parts)
 
 

@@ -11,6 +11,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import anyio
 import anyio.abc
@@ -18,6 +19,7 @@ import anyio.abc
 from tfbulk.credentials import build_signer
 from tfbulk.destination import Destination
 from tfbulk.engine import Engine, EngineResult
+from tfbulk.errors import BadInput
 from tfbulk.events import CourseTotals, Observer, RunFinished, RunStarted, RunStopping
 from tfbulk.fetch import Fetcher, open_transport
 from tfbulk.plan import PlanStats, Template, plan_rows
@@ -27,6 +29,7 @@ from tfbulk.settings import RunSettings, Scope, Tuning
 from tfbulk.signing import Signer
 from tfbulk.snapshot import Snapshot
 from tfbulk.state import Store, Summary, open_store, store_exists
+from tfbulk.state.url import is_postgres_url
 from tfbulk.urls import SegmentUrl, segment_urls
 from tfbulk.writer import DiskWriter
 
@@ -74,9 +77,15 @@ def run(settings: RunSettings, observer: Observer, *, handle_signals: bool = Tru
     started = time.monotonic()
     inputs = _validated(settings)
     dest = Destination.prepare(settings.dest)
-    store = open_store(
-        settings.state, create=True, lock=True, dest=dest.root, sharing=settings.sharing
-    )
+    try:
+        dest.lock(shared=is_postgres_url(settings.state))
+        _refuse_linked_state(settings.state, dest)
+        store = open_store(
+            settings.state, create=True, lock=True, dest=dest.root, sharing=settings.sharing
+        )
+    except BaseException:
+        dest.close()
+        raise
     try:
         stats = PlanStats()
         with inputs.snapshot:
@@ -102,6 +111,18 @@ def run(settings: RunSettings, observer: Observer, *, handle_signals: bool = Tru
         return report
     finally:
         store.close()
+        dest.close()
+
+
+def _refuse_linked_state(state: str, dest: Destination) -> None:
+    """A state DB kept under --dest is written by path (SQLite): a link there is refused
+    like any other under --dest, so nothing is written outside it through one."""
+    if is_postgres_url(state):
+        return
+    path = Path(state).absolute()
+    folder = path.parent.resolve()
+    if path.is_symlink() and (folder == dest.root or dest.root in folder.parents):
+        raise BadInput(f"state DB {path} is a symlink under --dest; remove it")
 
 
 async def _download(

@@ -164,6 +164,18 @@ def check_lease(seconds: float) -> float:
     return seconds
 
 
+MAX_CONCURRENCY = 1024  # each download holds a socket, a .part and buffers
+
+
+def check_concurrency(value: int) -> int:
+    """`--concurrency` between 1 and MAX_CONCURRENCY: past that a CDN throttles anyway, and
+    the file descriptors and memory of 100,000 downloads at once would sink the run."""
+    check_positive(value, "--concurrency")
+    if value > MAX_CONCURRENCY:
+        raise BadInput(f"--concurrency {value} is more than the maximum, {MAX_CONCURRENCY}")
+    return value
+
+
 def check_positive(value: int, what: str) -> int:
     """Counts like `--concurrency` must be at least 1."""
     if value < 1:

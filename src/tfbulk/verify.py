@@ -7,7 +7,6 @@ Pure functions over bytes and sizes, so they serve both a fresh download and the
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 MIN_SIZE = 1024
 HEAD_SIZE = 16
@@ -66,14 +65,9 @@ def check_body(
         raise VerifyError(f"MD5 {md5} does not match the ETag {expected_md5}")
 
 
-def existing_is_valid(path: Path, known_size: int | None = None) -> bool:
-    """True if `path` already holds a video we would accept (the `skipped` decision)."""
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(HEAD_SIZE)
-            size = path.stat().st_size
-    except OSError:
-        return False
+def acceptable(head: bytes, size: int, known_size: int | None = None) -> bool:
+    """Would we accept a file with these first bytes and size as the video (the `skipped`
+    decision for a file already at the final name)?"""
     if known_size is not None and size != known_size:
         return False
     return size >= MIN_SIZE and container(head) is not None

@@ -19,7 +19,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 BATCH = 512 * 1024  # bytes received before a hand-off to the writer thread
 BACKLOG = 2 * BATCH  # queued and not yet written: over this the transfer pauses
@@ -202,13 +201,16 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def hash_file(path: Path, block: int = 1 << 20) -> tuple[bytes, hashlib._Hash]:
-    """The first bytes and the running MD5 of what a file already holds (a resume's prefix,
-    a `.part` that turned out complete, `tfbulk verify --full`)."""
+def hash_prefix(fd: int, size: int, block: int = 1 << 20) -> tuple[bytes, hashlib._Hash]:
+    """The first bytes and the running MD5 of the `size` bytes a `.part` already holds
+    (a resume continues the digest; a `.part` that turned out complete is checked by it)."""
     digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as handle:
-        head = handle.read(HEAD_SIZE)
-        digest.update(head)
-        while data := handle.read(block):
-            digest.update(data)
+    head = os.pread(fd, HEAD_SIZE, 0)
+    position = 0
+    while position < size:
+        data = os.pread(fd, min(block, size - position), position)
+        if not data:
+            break
+        digest.update(data)
+        position += len(data)
     return head, digest

@@ -196,7 +196,8 @@ def test_render_path_refuses_climbing_video() -> None:
         ("..a/b..", "..a/b.."),
         ("x/.tfbulk/y", "x/.tfbulk/y"),
         (".tfbulkx/y", ".tfbulkx/y"),
-        ("é" * 127 + "a", "é" * 127 + "a"),  # 255 bytes exactly
+        ("é" * 125, "é" * 125),  # a 250-byte name: its .part is 255 bytes exactly
+        ("é" * 127 + "a/x.mp4", "é" * 127 + "a/x.mp4"),  # a 255-byte folder name
     ],
 )
 def test_safe_relative_path_normalises(rendered: str, expected: str) -> None:
@@ -216,8 +217,10 @@ def test_safe_relative_path_normalises(rendered: str, expected: str) -> None:
         ("/", "absolute"),
         ("./", "empty"),
         (".//.", "empty"),
-        ("a" * 256, "255 bytes"),
-        ("ok/" + "é" * 128, "255 bytes"),  # 256 bytes in UTF-8
+        ("a" * 251, "longer than 250 bytes"),  # its .part would be 256 bytes
+        ("ok/" + "é" * 127 + "a", "longer than 250 bytes"),  # the 255-byte name
+        ("a" * 256 + "/x.mp4", "folder name longer than 255 bytes"),
+        ("é" * 128 + "/x.mp4", "folder name longer than 255 bytes"),  # 256 bytes in UTF-8
         (".tfbulk/state.db", ".tfbulk"),
         ("./.tfbulk/x.mp4", ".tfbulk"),
         (".tfbulk", ".tfbulk"),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import random
 import struct
-from pathlib import Path
 
 import pytest
 
@@ -13,11 +12,11 @@ from tfbulk.verify import (
     HEAD_SIZE,
     MIN_SIZE,
     VerifyError,
+    acceptable,
     check_body,
     container,
     describe,
     etag_md5,
-    existing_is_valid,
 )
 
 
@@ -187,49 +186,33 @@ def test_check_body_without_md5_skips_comparison() -> None:
     check_body(MP4, 4096, 4096, None, f'"{MD5_B}"')
 
 
-# -- existing_is_valid ----------------------------------------------------------------------
+# -- acceptable: the skip decision for a file already there ----------------------------------
 
 
-def write(path: Path, head: bytes, size: int) -> Path:
-    path.write_bytes(head + b"\x00" * max(0, size - len(head)))
-    return path
+def test_existing_valid_video() -> None:
+    assert acceptable(MP4, 4096)
+    assert acceptable(MP4, 4096, 4096)
 
 
-def test_existing_valid_video(tmp_path: Path) -> None:
-    path = write(tmp_path / "a.mp4", MP4, 4096)
-    assert existing_is_valid(path)
-    assert existing_is_valid(path, 4096)
+def test_existing_size_must_match_known_size() -> None:
+    assert not acceptable(MP4, 4096, 4097)
+    assert not acceptable(MP4, 4096, 4095)
 
 
-def test_existing_size_must_match_known_size(tmp_path: Path) -> None:
-    path = write(tmp_path / "a.mp4", MP4, 4096)
-    assert not existing_is_valid(path, 4097)
-    assert not existing_is_valid(path, 4095)
+def test_existing_too_small() -> None:
+    assert not acceptable(MP4, MIN_SIZE - 1)
+    assert acceptable(MP4, MIN_SIZE)
 
 
-def test_existing_missing_or_directory(tmp_path: Path) -> None:
-    assert not existing_is_valid(tmp_path / "nope.mp4")
-    assert not existing_is_valid(tmp_path)
-
-
-def test_existing_too_small(tmp_path: Path) -> None:
-    assert not existing_is_valid(write(tmp_path / "a.mp4", MP4, MIN_SIZE - 1))
-    assert existing_is_valid(write(tmp_path / "b.mp4", MP4, MIN_SIZE))
-
-
-def test_existing_error_page(tmp_path: Path) -> None:
+def test_existing_error_page() -> None:
     page = HTML * 100
-    path = tmp_path / "a.mp4"
-    path.write_bytes(page)
     assert len(page) >= MIN_SIZE
-    assert not existing_is_valid(path, len(page))
+    assert not acceptable(page[:HEAD_SIZE], len(page), len(page))
 
 
-def test_existing_real_md5_body(tmp_path: Path) -> None:
+def test_existing_real_md5_body() -> None:
     body = MKV + bytes(range(256)) * 20
-    path = tmp_path / "a.mkv"
-    path.write_bytes(body)
-    assert existing_is_valid(path, len(body))
+    assert acceptable(body[:HEAD_SIZE], len(body), len(body))
     # The same bytes pass the download check with their true MD5 as a plain ETag.
     digest = hashlib.md5(body).hexdigest()
     check_body(body[:HEAD_SIZE], len(body), len(body), digest, f'"{digest}"')

@@ -9,7 +9,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from tfbulk.errors import StateLocked
+from tfbulk.errors import BadInput, StateLocked
 
 
 class RunLock:
@@ -19,7 +19,13 @@ class RunLock:
 
     def acquire(self) -> None:
         """Take the lock or raise StateLocked naming the PID that holds it."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise BadInput(
+                f"cannot create the lock file {self.path}: {exc.strerror}; "
+                "pass --state PATH on a writable disk, or fix the permissions"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -7,6 +7,7 @@ claim), so keeping state costs a transaction per batch rather than one per file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import sqlite3
@@ -478,14 +479,24 @@ def _disk_error(exc: sqlite3.OperationalError, path: Path) -> Exception:
 
 
 def _create_private_file(path: Path) -> None:
-    """Create the DB's folder (0755) and file (0644) so it is never world-writable."""
+    """Create the DB's folder (0755) and file (0644) so it is never world-writable; a
+    path that cannot hold it (read-only, no permission, a folder or file in the way) is
+    exit 2 naming the path and the cause."""
     folder = path.parent
-    if not folder.exists():
-        folder.mkdir(parents=True, mode=0o755)
-        folder.chmod(0o755)
-    if not path.exists():
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644))
-        path.chmod(0o644)
+    try:
+        if not folder.exists():
+            folder.mkdir(parents=True, mode=0o755)
+            folder.chmod(0o755)
+        if not path.exists():
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644))
+            path.chmod(0o644)
+        elif path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "a folder is in the way")
+    except OSError as exc:
+        raise BadInput(
+            f"cannot create the state DB {path}: {exc.strerror or exc}; "
+            "pass --state PATH on a writable disk, or fix the permissions"
+        ) from None
 
 
 def _connect(path: Path) -> sqlite3.Connection:
