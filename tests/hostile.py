@@ -163,11 +163,13 @@ def redirect(status: int, location: str) -> Reply:
 class HostileServer:
     """`with HostileServer() as server:`; `server.route(path, handler)` scripts a path.
 
-    Unrouted paths get a 404. `log` is every request in arrival order.
+    Unrouted paths get a 404, or what `route_all` says. `log` is every request in
+    arrival order.
     """
 
     def __init__(self) -> None:
         self._routes: dict[str, Handler] = {}
+        self._fallback: Handler = _not_found
         self._counts: dict[str, int] = {}
         self._log: list[Received] = []
         self._lock = threading.Lock()
@@ -187,6 +189,11 @@ class HostileServer:
     def route(self, path: str, handler: Handler) -> None:
         with self._lock:
             self._routes[path] = handler
+
+    def route_all(self, handler: Handler) -> None:
+        """`handler` answers every path not given its own route (a proxy, say)."""
+        with self._lock:
+            self._fallback = handler
 
     @property
     def log(self) -> list[Received]:
@@ -246,7 +253,7 @@ class HostileServer:
             self._log.append(request)
             count = self._counts.get(request.path, 0)
             self._counts[request.path] = count + 1
-            handler = self._routes.get(request.path, _not_found)
+            handler = self._routes.get(request.path, self._fallback)
         planned = await asyncio.to_thread(handler, request, count)
         await self._send(writer, request, planned)
         match planned.then:
