@@ -19,6 +19,7 @@ from tests.hostile import (
     HostileServer,
     Received,
     Reply,
+    Then,
     head,
     http_date,
     md5_etag,
@@ -213,30 +214,16 @@ def test_a_location_is_requested_byte_for_byte(
     assert targets == {f"/moved/{segment}.mp4?sig=a%2fb%3d" for segment in bodies}
 
 
-def test_a_redirect_loop_fails_only_its_segment(
+def test_ten_redirects_are_followed_eleven_or_a_loop_are_not(
     hostile: HostileRun, server: HostileServer, other: HostileServer
 ) -> None:
-    bodies = stock(server, hostile, 3)
-    segment = hostile.segments[0]
-    server.route(video_path(segment), script(redirect(302, other.url("/pong"))))
-    other.route("/pong", script(redirect(302, server.url(video_path(segment)))))
-    result = hostile.run("--retries", "3")
-    assert result.code == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    failed = hostile.failed()
-    assert set(failed) == {segment}
-    assert failed[segment]["error"] == "too many redirects"
-    assert failed[segment]["attempts"] == 1, "a redirect loop is not worth another attempt"
-    assert len(server.requests_for(video_path(segment))) + len(other.log) == 11
-    assert_failed(hostile, segment)
-    assert_others_succeed(hostile, bodies, segment)
-
-
-def test_ten_redirects_are_followed_eleven_are_not(
-    hostile: HostileRun, server: HostileServer, other: HostileServer
-) -> None:
-    bodies = stock(server, hostile, 4)
-    chains = dict(zip((10, 11), hostile.segments, strict=False))
+    """Chains of 10 and 11 hops on the other host, and a loop between the two hosts: the
+    11th redirect is never followed, and the two that need it fail at once, alone."""
+    bodies = stock(server, hostile, 5)
+    looping, *chained = hostile.segments[:3]
+    server.route(video_path(looping), script(redirect(302, other.url("/pong"))))
+    other.route("/pong", script(redirect(302, server.url(video_path(looping)))))
+    chains = dict(zip((10, 11), chained, strict=True))
     for hops, segment in chains.items():
         hop = [video_path(segment)] + [f"/hop/{segment}/{n}" for n in range(1, hops + 1)]
         for here, there in itertools.pairwise(hop):
@@ -245,13 +232,20 @@ def test_ten_redirects_are_followed_eleven_are_not(
             )
         body = bodies[segment]
         other.route(hop[-1], serve(body, md5_etag(body)))
-    result = hostile.run()
+    result = hostile.run("--retries", "3")
     assert result.code == 1, result.stderr
-    assert hostile.file_of(chains[10]).read_bytes() == bodies[chains[10]]
-    assert hostile.failures() == {chains[11]: "too many redirects"}
+    assert "Traceback" not in result.stderr
+    failed = hostile.failed()
+    assert {s: f["error"] for s, f in failed.items()} == {
+        looping: "too many redirects",
+        chains[11]: "too many redirects",
+    }
+    assert [f["attempts"] for f in failed.values()] == [1, 1], "worth no second attempt"
+    assert len(server.requests_for(video_path(looping)) + other.requests_for("/pong")) == 11
     assert other.requests_for(f"/hop/{chains[11]}/11") == [], "an 11th redirect was followed"
-    assert_failed(hostile, chains[11])
-    assert_others_succeed(hostile, bodies, chains[11])
+    for segment in (looping, chains[11]):
+        assert_failed(hostile, segment)
+    assert_others_succeed(hostile, bodies, looping, chains[11])
 
 
 def test_a_redirect_to_a_file_url_is_refused(hostile: HostileRun, server: HostileServer) -> None:
@@ -275,37 +269,33 @@ def test_a_redirect_to_a_file_url_is_refused(hostile: HostileRun, server: Hostil
 def test_a_body_shorter_than_its_content_length_is_never_published(
     hostile: HostileRun, server: HostileServer
 ) -> None:
-    bodies = stock(server, hostile, 3)
-    segment = hostile.segments[0]
+    """Cut half-way on every attempt (a Range is answered with the same short 200): by an
+    orderly close, by a reset, and with no validator at all, so with nothing to resume."""
     a = mp4(SIZE, "A")
-    short = reply(200, a[:HALF], [("ETag", md5_etag(a))], length=SIZE, then="close")
-    server.route(video_path(segment), script(short))
+    etag = [("ETag", md5_etag(a))]
+    cuts: dict[str, tuple[list[tuple[str, str]], Then]] = {
+        "close": (etag, "close"),
+        "reset": (etag, "reset"),
+        "no-validators": ([], "close"),
+    }
+    bodies = stock(server, hostile, 2 + len(cuts))
+    cut_of = dict(zip(hostile.segments, cuts, strict=False))
+    for segment, cut in cut_of.items():
+        headers, then = cuts[cut]
+        server.route(
+            video_path(segment), script(reply(200, a[:HALF], headers, length=SIZE, then=then))
+        )
     result = hostile.run("--retries", "3")
     assert result.code == 1, result.stderr
-    assert len(server.requests_for(video_path(segment))) == 3
-    assert hostile.failures()[segment].startswith("connection error: ")
-    assert hostile.states()[segment] == "failed"
-    assert not hostile.file_of(segment).exists(), "a short body was published"
-    assert_others_succeed(hostile, bodies, segment)
-
-
-def test_a_short_body_without_validators_is_never_published(
-    hostile: HostileRun, server: HostileServer
-) -> None:
-    """No ETag, no Last-Modified: nothing to resume against, so every attempt starts from
-    zero, and a short body still never becomes a file."""
-    bodies = stock(server, hostile, 3)
-    segment = hostile.segments[0]
-    short = reply(200, mp4(SIZE, "A")[:HALF], length=SIZE, then="close")
-    server.route(video_path(segment), script(short))
-    result = hostile.run("--retries", "3")
-    assert result.code == 1, result.stderr
-    requests = server.requests_for(video_path(segment))
-    assert len(requests) == 3
-    assert all(r.range is None for r in requests), "resumed without a validator"
-    assert hostile.failures()[segment].startswith("connection error: ")
-    assert not hostile.file_of(segment).exists(), "a short body was published"
-    assert_others_succeed(hostile, bodies, segment)
+    for segment, cut in cut_of.items():
+        requests = server.requests_for(video_path(segment))
+        assert len(requests) == 3, cut
+        assert hostile.failures()[segment].startswith("connection error: "), cut
+        assert hostile.states()[segment] == "failed", cut
+        assert not hostile.file_of(segment).exists(), f"{cut}: a short body was published"
+        if not cuts[cut][0]:
+            assert all(r.range is None for r in requests), "resumed without a validator"
+    assert_others_succeed(hostile, bodies, *cut_of)
 
 
 def test_bytes_beyond_the_content_length_never_reach_the_file(
@@ -335,49 +325,43 @@ def test_bytes_beyond_the_content_length_never_reach_the_file(
     assert_others_succeed(hostile, bodies, segment)
 
 
-def test_an_endless_chunked_body_stops_at_max_file_size(
+def test_max_file_size_stops_an_endless_body_and_refuses_a_long_one(
     hostile: HostileRun, server: HostileServer
 ) -> None:
-    """The `.part` is looked at each time another 64 KiB chunk is in the kernel's hands:
-    it never grows past the limit, and tfbulk stops reading soon after it."""
-    bodies = stock(server, hostile, 3)
-    segment = hostile.segments[0]
+    """An endless chunked body: its `.part` is looked at each time another 64 KiB chunk is
+    in the kernel's hands, and never grows past the limit; tfbulk stops reading soon after.
+    A Content-Length over the limit: refused before its first byte, for good."""
+    bodies = stock(server, hostile, 4)
+    endless, announced = hostile.segments[:2]
     piece = mp4(SIZE, "endless")
     part_sizes: list[int] = []
 
     def endless_chunks() -> Iterator[bytes]:
         while True:  # bounded by MAX_SENT
-            part = hostile.part_of(segment)
+            part = hostile.part_of(endless)
             part_sizes.append(part.stat().st_size if part.exists() else 0)
             yield b"%x\r\n%s\r\n" % (len(piece), piece)
 
     framing = [("Transfer-Encoding", "chunked"), ("ETag", '"endless"')]
-    endless = Reply(head(200, framing), endless_chunks, then="stall")
-    server.route(video_path(segment), script(endless))
+    server.route(
+        video_path(endless), script(Reply(head(200, framing), endless_chunks, then="stall"))
+    )
+    server.route(video_path(announced), script(reply(200, mp4(2 << 20, "long"))))
     result = hostile.run("--retries", "3", "--max-file-size", "1M")
     assert result.code == 1, result.stderr
-    assert "larger than --max-file-size" in hostile.failures()[segment]
-    (request,) = server.requests_for(video_path(segment))
+    failures = hostile.failures()
+    assert "larger than --max-file-size" in failures[endless]
+    assert (
+        "larger than --max-file-size (the server announced 2,097,152 bytes)" in failures[announced]
+    )
+    (request,) = server.requests_for(video_path(endless))
     assert request.sent < MAX_SENT, "tfbulk read on to the server's own limit"
     assert request.sent < (1 << 20) + (16 << 20), f"{request.sent:,} bytes read for a 1M limit"
-    assert 0 < max(part_sizes) <= 1 << 20, f"the .part grew to {max(part_sizes):,} bytes"
-    assert_failed(hostile, segment)
-    assert_others_succeed(hostile, bodies, segment)
-
-
-def test_a_content_length_above_max_file_size_fails_at_once(
-    hostile: HostileRun, server: HostileServer
-) -> None:
-    bodies = stock(server, hostile, 3)
-    segment = hostile.segments[0]
-    server.route(video_path(segment), script(reply(200, mp4(2 << 20, "big"))))
-    result = hostile.run("--retries", "3", "--max-file-size", "1M")
-    assert result.code == 1, result.stderr
-    error = hostile.failures()[segment]
-    assert "larger than --max-file-size (the server announced 2,097,152 bytes)" in error
-    assert len(server.requests_for(video_path(segment))) == 1
-    assert_failed(hostile, segment)
-    assert_others_succeed(hostile, bodies, segment)
+    assert max(part_sizes) <= 1 << 20, f"the .part grew to {max(part_sizes):,} bytes"
+    assert len(server.requests_for(video_path(announced))) == 1
+    for segment in (endless, announced):
+        assert_failed(hostile, segment)
+    assert_others_succeed(hostile, bodies, endless, announced)
 
 
 # -- stalls --------------------------------------------------------------------------------
@@ -389,18 +373,17 @@ STALLS = {
 }
 
 
-@pytest.mark.parametrize("stall", STALLS)
-def test_a_stalled_server_is_a_read_timeout(
-    hostile: HostileRun, server: HostileServer, stall: str
-) -> None:
-    bodies = stock(server, hostile, 3)
-    segment = hostile.segments[0]
-    server.route(video_path(segment), script(STALLS[stall]))
+def test_a_stalled_server_is_a_read_timeout(hostile: HostileRun, server: HostileServer) -> None:
+    bodies = stock(server, hostile, 2 + len(STALLS))
+    stalled = dict(zip(hostile.segments, STALLS, strict=False))
+    for segment, stall in stalled.items():
+        server.route(video_path(segment), script(STALLS[stall]))
     result = hostile.run("--retries", "2", "--read-timeout", "0.5s")
     assert result.code == 1, result.stderr
-    assert hostile.failures()[segment] == TIMEOUT
-    assert len(server.requests_for(video_path(segment))) == 2
-    assert_others_succeed(hostile, bodies, segment)
+    assert hostile.failures() == dict.fromkeys(stalled, TIMEOUT)
+    for segment, stall in stalled.items():
+        assert len(server.requests_for(video_path(segment))) == 2, stall
+    assert_others_succeed(hostile, bodies, *stalled)
 
 
 def endless_header_lines() -> Iterator[bytes]:
