@@ -13,7 +13,6 @@ block ends: connections are cancelled, the thread is joined.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import random
@@ -48,7 +47,6 @@ T = TypeVar("T")
 class Received:
     """One request as it arrived, and how many bytes the reply to it put on the wire."""
 
-    port: int
     method: str
     target: str
     version: str
@@ -94,7 +92,7 @@ Handler = Callable[[Received, int], Reply]  # the request, and how many came bef
 
 def head(status: int, headers: Sequence[tuple[str, str]] = (), version: str = "HTTP/1.1") -> bytes:
     """A raw response head: `HTTP/1.1 200 OK`, the header lines, the blank line."""
-    lines = [f"{version} {status} {_reason(status)}"]
+    lines = [f"{version} {status} {HTTPStatus(status).phrase}"]
     lines += [f"{name}: {value}" for name, value in headers]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
@@ -131,20 +129,10 @@ def http_date(epoch: int) -> str:
 
 
 def serve(body: bytes, etag: str | None = None, last_modified: str | None = None) -> Handler:
-    """A correct server for one object: 200, or 206 for a Range whose If-Range matches."""
+    """A plain server for one object: a 200 with its validators, whatever was asked (a
+    server may ignore a Range; its 200 says so)."""
     validators = [(n, v) for n, v in (("ETag", etag), ("Last-Modified", last_modified)) if v]
-
-    def handle(request: Received, _count: int) -> Reply:
-        wanted, condition = request.range, request.header("if-range")
-        if wanted and wanted.startswith("bytes=") and condition in (None, etag, last_modified):
-            start = int(wanted.removeprefix("bytes=").partition("-")[0])
-            if start >= len(body):
-                return reply(416, headers=[("Content-Range", f"bytes */{len(body)}")])
-            span = f"bytes {start}-{len(body) - 1}/{len(body)}"
-            return reply(206, body[start:], [("Content-Range", span), *validators])
-        return reply(200, body, validators)
-
-    return handle
+    return script(reply(200, body, validators))
 
 
 def script(*replies: Reply) -> Handler:
@@ -164,7 +152,7 @@ class HostileServer:
     """`with HostileServer() as server:`; `server.route(path, handler)` scripts a path.
 
     Unrouted paths get a 404, or what `route_all` says. `log` is every request in
-    arrival order.
+    arrival order. A handler that raises fails the test when the server stops.
     """
 
     def __init__(self) -> None:
@@ -177,6 +165,7 @@ class HostileServer:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self._errors: list[Exception] = []
         self.port = 0
 
     @property
@@ -210,12 +199,15 @@ class HostileServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        with contextlib.suppress(Exception):
+        try:
             self._call(self._close())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(STOP_TIMEOUT)
-        assert not self._thread.is_alive(), "the hostile server's thread did not stop"
-        self._loop.close()
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(STOP_TIMEOUT)
+            assert not self._thread.is_alive(), "the hostile server's thread did not stop"
+            self._loop.close()
+        if self._errors and exc[0] is None:
+            raise self._errors[0]
 
     def _call(self, coroutine: Coroutine[object, object, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(STOP_TIMEOUT)
@@ -239,13 +231,15 @@ class HostileServer:
                 pass
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass  # the client went away, or sent no request we can read
+        except Exception as exc:  # a handler's bug, or a request line we cannot parse
+            self._errors.append(exc)
         finally:
             self._connections.discard(task)
             writer.transport.abort()
 
     async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """One request and its scripted reply; True if the connection stays open."""
-        request = _parse(await reader.readuntil(b"\r\n\r\n"), self.port)
+        request = _parse(await reader.readuntil(b"\r\n\r\n"))
         length = request.header("content-length")
         if length and length.isdigit():
             await reader.readexactly(min(int(length), MAX_HEAD))
@@ -282,7 +276,7 @@ class HostileServer:
             request.sent += len(piece)
 
 
-def _parse(raw: bytes, port: int) -> Received:
+def _parse(raw: bytes) -> Received:
     lines = raw.decode("latin-1").split("\r\n")
     method, target, version = lines[0].split(" ", 2)
     headers = []
@@ -290,17 +284,11 @@ def _parse(raw: bytes, port: int) -> Received:
         name, sep, value = line.partition(":")
         if sep:
             headers.append((name.strip(), value.strip()))
-    return Received(port, method, target, version, headers)
+    return Received(method, target, version, headers)
 
 
 def _not_found(_request: Received, _count: int) -> Reply:
     return reply(404, b"not scripted\n")
-
-
-def _reason(status: int) -> str:
-    with contextlib.suppress(ValueError):
-        return HTTPStatus(status).phrase
-    return "Whatever"
 
 
 # -- running tfbulk at it ----------------------------------------------------------------
