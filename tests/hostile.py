@@ -35,7 +35,7 @@ from tfbulk.sample import SampleCourse, SampleSegment, write_snapshot
 
 Then = Literal["keep", "close", "reset", "stall"]
 MAX_HEAD = 64 * 1024  # a request head larger than this ends the connection
-MAX_SENT = 32 << 20  # an endless reply stops after this much, then does its `then`
+MAX_SENT = 64 << 20  # an endless reply stops after this much, then does its `then`
 STOP_TIMEOUT = 10.0
 COURSE_ID = 1
 CHANNEL_ID = 10
@@ -122,6 +122,16 @@ def mp4(size: int, seed: object) -> bytes:
 def md5_etag(body: bytes) -> str:
     """A plain MD5 ETag, as S3 gives one (tfbulk checks the body against it)."""
     return f'"{hashlib.md5(body, usedforsecurity=False).hexdigest()}"'
+
+
+def socket_buffers() -> int:
+    """The most that loopback TCP can hold between a sender and a reader that stopped
+    reading: the largest send buffer plus the largest receive buffer this kernel allows.
+    What a server sent beyond what the client read is never more than this."""
+    total = 0
+    for name in ("tcp_wmem", "tcp_rmem"):
+        total += int(Path("/proc/sys/net/ipv4", name).read_text().split()[2])
+    return total
 
 
 def http_date(epoch: int) -> str:

@@ -28,6 +28,7 @@ from tests.hostile import (
     reply,
     script,
     serve,
+    socket_buffers,
     stock,
     video_path,
 )
@@ -290,7 +291,7 @@ def test_a_body_shorter_than_its_content_length_is_never_published(
     assert result.code == 1, result.stderr
     for segment, cut in cut_of.items():
         requests = server.requests_for(video_path(segment))
-        assert len(requests) == 3, cut
+        assert len(requests) == 3, (cut, hostile.retry_reasons(segment), hostile.failures())
         assert hostile.failures()[segment].startswith("connection error: "), cut
         assert hostile.states()[segment] == "failed", cut
         assert not hostile.file_of(segment).exists(), f"{cut}: a short body was published"
@@ -356,8 +357,8 @@ def test_max_file_size_stops_an_endless_body_and_refuses_a_long_one(
         "larger than --max-file-size (the server announced 2,097,152 bytes)" in failures[announced]
     )
     (request,) = server.requests_for(video_path(endless))
-    assert request.sent < MAX_SENT, "tfbulk read on to the server's own limit"
-    assert request.sent < (1 << 20) + (16 << 20), f"{request.sent:,} bytes read for a 1M limit"
+    bound = min(MAX_SENT, (1 << 20) + socket_buffers())
+    assert request.sent < bound, f"{request.sent:,} bytes sent for a 1M limit: tfbulk read on"
     assert max(part_sizes) <= 1 << 20, f"the .part grew to {max(part_sizes):,} bytes"
     assert len(server.requests_for(video_path(announced))) == 1
     for segment in (endless, announced):
@@ -404,7 +405,8 @@ def test_endless_header_lines_fail_without_a_hang(
     assert result.code == 1, result.stderr
     error = hostile.failures()[segment]
     assert error.startswith("connection error: ") and "header" in error.lower(), error
-    assert all(r.sent < (4 << 20) for r in server.requests_for(video_path(segment)))
+    bound = min(MAX_SENT, (1 << 20) + socket_buffers())
+    assert all(r.sent < bound for r in server.requests_for(video_path(segment))), "read on"
     assert_failed(hostile, segment)
     assert_others_succeed(hostile, bodies, segment)
 
