@@ -169,6 +169,14 @@ class _PartBody:
         status = response.status_code
         if status not in (200, 206) or (status == 206 and not self.offset):
             return False
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise AttemptFailed(
+                Kind.INVALID,
+                f"the server sent a Content-Encoding: {encoding} body; "
+                "tfbulk asks for identity and stores the bytes as they are",
+                restart=True,
+            )
         length = _content_length(response)
         start = self._continues_at(response) if status == 206 else 0
         total = start + length if length is not None else None

@@ -191,15 +191,24 @@ def check_http_version(value: str) -> str:
     return aliases[value.strip()]
 
 
+CA_BUNDLE_LIMIT = 16 << 20
+
+
 def check_ca_bundle(path: Path | None) -> Path | None:
-    """A CA bundle must be a readable file before a run relies on it."""
+    """A CA bundle must be a readable PEM file of certificates before a run relies on it
+    (otherwise every segment would fail the same TLS error, one by one)."""
     if path is None:
         return None
     try:
         with path.open("rb") as handle:
-            handle.read(1)
+            text = handle.read(CA_BUNDLE_LIMIT)
     except OSError as exc:
         raise BadInput(
             f"--ca-bundle {path}: {exc.strerror or exc}; pass a PEM file of CA certificates"
         ) from None
+    if b"-----BEGIN CERTIFICATE-----" not in text:
+        raise BadInput(
+            f"--ca-bundle {path} holds no PEM certificate (-----BEGIN CERTIFICATE-----); "
+            "pass a PEM file of CA certificates"
+        )
     return path

@@ -15,12 +15,13 @@ a body:
   they arrive and the response is returned once the transfer has ended. This is the
   download path: no per-piece task switch, no stream object.
 
-A URL goes out as `tfbulk.urls.wire_url` says (libcurl upper-cases a path's
-percent-escapes; `.` and `..` segments stay), so that is the form to sign.
+The request target goes on the wire byte for byte as the httpx URL holds it (libcurl's
+own URL parser would rewrite escapes): that is what a CDN checks a signature against, and
+`tfbulk.urls.wire_url` says what httpx keeps of a URL.
 
-libcurl follows redirects itself when asked to (`follow_redirects`): GET stays GET with no
-body, at most `max_redirects` hops, http and https only, and the Location is requested as
-given: nothing of the original request's query is carried to another host.
+Redirects are followed here when asked to (`follow_redirects`), not by libcurl, so each hop
+is requested exactly as its Location says: GET stays GET with no body, at most
+`max_redirects` hops, http and https only, and no credentials of one host go to another.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
-from urllib.request import getproxies
+from urllib.request import getproxies, proxy_bypass_environment
 
 import httpx
 import pycurl
@@ -50,6 +51,7 @@ DECLINED_BODY_LIMIT = 64 * 1024  # an error page is read this far, then the tran
 STREAM_HIGH_WATER = 1 << 20  # a streamed response pauses with this much unread
 _WEB = pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS
 _DROPPED_HEADERS = frozenset({b"host", b"content-length", b"transfer-encoding"})
+_CREDENTIALS = ("authorization", "cookie", "proxy-authorization")
 
 
 class BodySink(Protocol):
@@ -91,6 +93,19 @@ class CurlTransport(httpx.AsyncBaseTransport):
         self._idle: list[pycurl.Curl] = []
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        hops = 0
+        while True:
+            response = await self._send(request)
+            location = _location(response) if self.options.follow_redirects else None
+            if location is None:
+                return response
+            await response.aclose()
+            hops += 1
+            if hops > self.options.max_redirects:
+                raise httpx.TooManyRedirects("too many redirects", request=request)
+            request = _redirected(request, location)
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
         driver = self._driver or self._start()
         exchange = _Exchange(request, self._handle(), request.extensions.get(SINK))
         self._prepare(exchange)
@@ -119,11 +134,8 @@ class CurlTransport(httpx.AsyncBaseTransport):
         handle = pycurl.Curl()
         handle.setopt(pycurl.NOSIGNAL, 1)
         handle.setopt(pycurl.PROTOCOLS, _WEB)
-        handle.setopt(pycurl.REDIR_PROTOCOLS, _WEB)
         handle.setopt(pycurl.HTTP_VERSION, HTTP_VERSIONS[self.options.http_version])
-        handle.setopt(pycurl.MAXREDIRS, self.options.max_redirects)
         handle.setopt(pycurl.TCP_KEEPALIVE, 1)
-        handle.setopt(pycurl.PATH_AS_IS, 1)  # the signed path, dot segments and all
         cafile, capath = self._ca
         if cafile:
             handle.setopt(pycurl.CAINFO, cafile)
@@ -135,11 +147,13 @@ class CurlTransport(httpx.AsyncBaseTransport):
         """Per-request options; every one is set each time, so a reused handle keeps nothing."""
         request, handle = exchange.request, exchange.handle
         url = str(request.url)
+        proxy = self._proxy_for(request.url)
         handle.setopt(pycurl.URL, url)
+        # The target as httpx holds it, verbatim; absolute-form through a plain HTTP proxy.
+        absolute = proxy and request.url.scheme == "http"
+        handle.setopt(pycurl.REQUEST_TARGET, url if absolute else request.url.raw_path.decode())
         handle.setopt(pycurl.HTTPHEADER, _header_lines(request))
-        handle.setopt(pycurl.FOLLOWLOCATION, self.options.follow_redirects)
-        handle.setopt(pycurl.PROXY, self._proxies.get(request.url.scheme, ""))
-        handle.setopt(pycurl.NOPROXY, self._proxies.get("no", ""))
+        handle.setopt(pycurl.PROXY, proxy)
         handle.setopt(pycurl.HEADERFUNCTION, exchange.on_header)
         handle.setopt(pycurl.WRITEFUNCTION, exchange.on_body)
         timeouts = request.extensions.get("timeout", {})
@@ -147,6 +161,13 @@ class CurlTransport(httpx.AsyncBaseTransport):
         handle.setopt(pycurl.CONNECTTIMEOUT_MS, int((connect or 0) * 1000))
         exchange.read_timeout = timeouts.get("read", self.options.read_timeout)
         _set_method(handle, request)
+
+    def _proxy_for(self, url: httpx.URL) -> str:
+        """The proxy for `url` ("" for none): HTTP(S)_PROXY unless NO_PROXY names the host."""
+        proxy = self._proxies.get(url.scheme, "")
+        if proxy and proxy_bypass_environment(url.host, {"no": self._proxies.get("no", "")}):
+            return ""
+        return proxy
 
     def _release(self, handle: pycurl.Curl) -> None:
         """Back to the idle list, without the callbacks that would keep the exchange alive."""
@@ -157,6 +178,33 @@ class CurlTransport(httpx.AsyncBaseTransport):
 
 def _ignore(_data: bytes) -> None:
     return None
+
+
+def _location(response: httpx.Response) -> str | None:
+    if response.status_code in (301, 302, 303, 307, 308):
+        return response.headers.get("location") or None
+    return None
+
+
+def _redirected(request: httpx.Request, location: str) -> httpx.Request:
+    """The next hop: a GET (HEAD stays HEAD) of the Location as given, with no credentials
+    if it leaves the host, and the same extensions (the sink follows the body)."""
+    try:
+        url = httpx.URL(location) if "://" in location else request.url.join(location)
+    except httpx.InvalidURL as exc:
+        raise httpx.UnsupportedProtocol(
+            f"redirect to an invalid URL: {exc}", request=request
+        ) from None
+    if url.scheme not in ("http", "https"):
+        raise httpx.UnsupportedProtocol(
+            f"redirect to a {url.scheme or 'relative'} URL refused", request=request
+        )
+    headers = httpx.Headers(request.headers)
+    if (url.scheme, url.host, url.port) != (request.url.scheme, request.url.host, request.url.port):
+        for name in _CREDENTIALS:
+            headers.pop(name, None)
+    method = "HEAD" if request.method == "HEAD" else "GET"
+    return httpx.Request(method, url, headers=headers, extensions=request.extensions)
 
 
 def _set_method(handle: pycurl.Curl, request: httpx.Request) -> None:
@@ -458,8 +506,10 @@ class _Driver:
             self._watch()
 
     def abandon(self, exchange: _Exchange) -> None:
-        """The caller gave up (cancelled, or closed the stream): stop the transfer."""
-        self._end(exchange.handle, pycurl.E_ABORTED_BY_CALLBACK, "cancelled")
+        """The caller gave up (cancelled, or closed the stream): stop the transfer, if it is
+        still this exchange's (its handle may already carry the next request)."""
+        if self._active.get(exchange.handle) is exchange:
+            self._end(exchange.handle, pycurl.E_ABORTED_BY_CALLBACK, "cancelled")
 
     def close(self) -> None:
         for exchange in list(self._active.values()):

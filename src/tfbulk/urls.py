@@ -5,8 +5,9 @@ CloudFront and unsigned runs render `--url-template`; S3 runs address the object
 it returns, so every signer is used the same way, immediately before each attempt.
 
 A signature covers the URL as it goes on the wire, so what is signed is `wire_url(...)`:
-libcurl writes a path's percent-escapes with upper-case hex (`%2f` goes out as `%2F`),
-and a CDN compares the signed resource with the request line exactly.
+httpx's form of the URL (dot segments resolved, unsafe characters escaped), which the
+transport then sends byte for byte; a CDN compares the signed resource with the request
+line exactly.
 """
 
 from __future__ import annotations
@@ -25,16 +26,12 @@ SegmentUrl = Callable[[Segment], str]
 _BUCKET = re.compile(r"[a-zA-Z0-9._-]{1,255}")  # what botocore accepts as a bucket name
 
 
-_ESCAPE = re.compile(r"%[0-9a-fA-F]{2}")
-
-
 def wire_url(url: str) -> str:
-    """`url` as libcurl sends it: the path's escapes in upper-case hex, the rest as given
-    (the transport asks libcurl to keep `.` and `..` segments, and the query, verbatim)."""
-    head, mark, query = url.partition("?")
-    if "%" not in head:
-        return url
-    return _ESCAPE.sub(lambda m: m.group(0).upper(), head) + mark + query
+    """`url` as it goes on the wire: what httpx keeps of it (the transport sends that
+    verbatim). Escapes keep their case; `a/./b` and `a/x/../b` become `a/b`."""
+    import httpx  # only runs need it; `status` and friends never load httpx
+
+    return str(httpx.URL(url))
 
 
 def segment_urls(url_template: str, signer: SignerSettings) -> SegmentUrl:

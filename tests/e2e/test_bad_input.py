@@ -80,6 +80,10 @@ CASES: dict[str, tuple[Callable[[Workspace], list[str]], str]] = {
         lambda ws: [*ws.run_args(), "--ca-bundle", str(ws.root / "none.pem")],
         "--ca-bundle",
     ),
+    "ca bundle not pem": (
+        lambda ws: [*ws.run_args(), "--ca-bundle", str(ws.snapshot)],
+        "holds no PEM certificate",
+    ),
     "max file size banana": (
         lambda ws: [*ws.run_args(), "--max-file-size", "banana"],
         "--max-file-size",

@@ -200,11 +200,6 @@ def test_redirects_to_another_host_are_plain_gets_of_the_location(
     assert_others_succeed(run, bodies)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="libcurl re-encodes a Location's query (lower-case %2f goes out as %2F): the "
-    "redirect target is not requested as given (transport.py follows with FOLLOWLOCATION)",
-)
 def test_a_location_is_requested_byte_for_byte(
     hostile: HostileRun, server: HostileServer, other: HostileServer
 ) -> None:
@@ -443,6 +438,6 @@ def test_a_gzip_body_is_not_taken_for_a_video(hostile: HostileRun, server: Hosti
     assert result.code == 1, result.stderr
     requests = server.requests_for(video_path(segment))
     assert [r.header("accept-encoding") for r in requests] == ["identity"] * len(requests)
-    assert "verification failed: not a video" in hostile.failures()[segment]
+    assert "Content-Encoding: gzip" in hostile.failures()[segment]
     assert_failed(hostile, segment)
     assert_others_succeed(hostile, bodies, segment)

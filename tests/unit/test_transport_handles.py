@@ -51,12 +51,6 @@ async def get(transport: CurlTransport, url: str) -> httpx.Response:
     return response
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CurlTransport.handle_async_request abandons an exchange that already ended with "
-    "an error; _Driver.abandon ends whatever exchange now holds its (reused) curl handle, "
-    "so the next request fails with 'cancelled'",
-)
 def test_a_failed_transfer_does_not_cancel_the_next_one(server: HostileServer) -> None:
     """The next request starts while the refused one is ending (inside its sink's write),
     so it is handed the refused one's handle as soon as that is released."""

@@ -75,11 +75,6 @@ def test_the_request_target_is_wire_url(
     check(server, segments, query)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="httpx.Request removes dot segments before CurlTransport hands the URL to libcurl "
-    "(PATH_AS_IS never sees them): a signed /a/../b goes out as /b",
-)
 @EXAMPLES
 @given(
     before=st.lists(segment, max_size=2),
