@@ -16,6 +16,9 @@ from pathlib import Path
 
 CONCURRENCY = 10
 KEY_PAIR_ID = "KBENCHMARKKEY"
+# A benchmark measures tfbulk as installed, from byte-code; a developer's shell that forbids
+# writing it would have every run compile tfbulk's sources again, CPU no user pays.
+DROPPED_ENV = ("PYTHONDONTWRITEBYTECODE",)
 
 
 @dataclass(frozen=True)
@@ -80,8 +83,10 @@ def missing_tools(names: list[str]) -> list[str]:
 
 
 def child_env() -> dict[str, str]:
-    """The caller's environment minus TFBULK_* settings that would change the run."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("TFBULK_")}
+    """The caller's environment minus TFBULK_* settings and others that would change the run."""
+    return {
+        k: v for k, v in os.environ.items() if not k.startswith("TFBULK_") and k not in DROPPED_ENV
+    }
 
 
 def tool_version(name: str) -> str:
