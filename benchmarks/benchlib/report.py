@@ -8,6 +8,7 @@ import statistics
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from benchlib.contenders import HTTP2_CAPABLE
 from benchlib.datasets import DataSet
 
 MB = 1_000_000
@@ -29,6 +30,8 @@ class Run:
     bytes: int
     identical: int
     ok: bool
+    protocols: dict[str, int]  # nginx's access log: requests by "HTTP version TLS version"
+    connections: int  # distinct connections in that log
     problem: str = ""
 
     @property
@@ -63,12 +66,17 @@ def summarise(dataset: DataSet, runs: list[Run], peers: list[str]) -> dict[str, 
             "cpu_s": spread([r.cpu_s for r in own]),
             "peak_rss_mb": spread([(r.peak_rss_bytes or 0) / MB for r in own]),
             "rss_method": own[0].rss_method,
+            "protocols": sorted({p for r in own for p in r.protocols}),
+            "connections": spread([r.connections for r in own]),
             "all_ok": all(r.ok for r in own),
         }
     return {
         "files": dataset.files,
         "file_bytes": dataset.file_bytes,
         "total_bytes": dataset.total_bytes,
+        "served_from": dataset.folder,
+        "scheme": "https" if dataset.tls else "http",
+        "http_asked": dataset.http or None,
         "headline": headline(dataset),
         "contenders": contenders,
         "ratios": {peer: _ratios(mine, peer) for peer in peers if peer in contenders},
@@ -153,13 +161,26 @@ def _cell(stat: dict[str, float], digits: int) -> str:
     return f"{middle} ({low}–{high})"
 
 
+def _transport(data: dict[str, Any]) -> str:
+    """What a set asks of the clients, and what the ones that cannot choose do instead."""
+    if data["scheme"] == "http":
+        return "HTTP/1.1"
+    if data["http_asked"] != "2":
+        return f"HTTPS, HTTP/{data['http_asked']} for every contender"
+    fallback = [c for c in data["contenders"] if c not in HTTP2_CAPABLE]
+    text = f"HTTPS, HTTP/2 for {', '.join(c for c in data['contenders'] if c in HTTP2_CAPABLE)}"
+    return text + "".join(f"; {c} HTTP/1.1 (it has no HTTP/2)" for c in fallback)
+
+
 def table(name: str, data: dict[str, Any], rounds: int) -> str:
-    """A fixed-width table: medians with (min–max), then the same-round ratios."""
+    """A fixed-width table: medians with (min–max), the same-round ratios, then what
+    nginx's access log says each contender spoke."""
     size = data["file_bytes"]
     label = f"{size // (1 << 20)} MiB" if size >= 1 << 20 else f"{size // 1024} KiB"
     lines = [
         f"{name}: {data['files']:,} files × {label} = {data['total_bytes'] / MB:,.0f} MB, "
-        f"10 at once, {rounds} round{'s' if rounds != 1 else ''}; median (min–max)",
+        f"{_transport(data)}, 10 at once, {rounds} round{'s' if rounds != 1 else ''}; "
+        "median (min–max)",
         f"{'contender':<9}  {'wall s':<19}  {'files/s':<22}  {'MB/s':<19}  {'CPU s':<19}  "
         f"{'peak RSS MB':<19}  ok",
     ]
@@ -176,6 +197,12 @@ def table(name: str, data: dict[str, Any], rounds: int) -> str:
             lines.append(
                 f"  tfbulk ÷ {peer} ({unit}, same round): {_cell(ratio, 2)}  [{rounds_text}]"
             )
+    seen = "; ".join(
+        f"{contender} {' + '.join(c['protocols']) or 'nothing'} over "
+        f"{_cell(c['connections'], 0)} connections"
+        for contender, c in data["contenders"].items()
+    )
+    lines.append(f"  nginx access log: {seen}")
     return "\n".join(lines)
 
 
