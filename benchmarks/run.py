@@ -1,7 +1,7 @@
 """tfbulk against aria2c and curl on a real nginx: one command, rerunnable by anyone.
 
     .venv/bin/python benchmarks/run.py                 # full: small, large, small over HTTPS
-                                                       # and HTTP/2, 3 rounds, scale
+                                                       # and HTTP/2, 3 rounds, start-up, scale
     .venv/bin/python benchmarks/run.py --smoke         # 50 small files plain and over HTTP/2,
                                                        # 1 round (test suite)
     .venv/bin/python benchmarks/run.py --sets large-https --rounds 5 --out results.json
@@ -31,6 +31,7 @@ from benchlib.measure import GNU_TIME, have_gnu_time, measure
 from benchlib.nginx import Nginx, find_nginx
 from benchlib.nginx import version as nginx_version
 from benchlib.scale import scale_figures
+from benchlib.startup import STARTUP_RUNS, startup_figures
 from benchlib.tls import make_certificates
 
 DEFAULT_ROUNDS = 3
@@ -44,6 +45,7 @@ SETS = {
 }  # fmt: skip
 SCALE_SEGMENTS = 100_000
 SMOKE_SCALE_SEGMENTS = 1_000
+SMOKE_STARTUP_RUNS = 3
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -245,6 +247,8 @@ def _benchmark(
     datasets.write_scale_file(data_root)
     key = make_key(work)
     started = time.time()
+    log(f"start-up: tfbulk --version and python3 -c pass, {sys.executable}")
+    startup = startup_figures(SMOKE_STARTUP_RUNS if args.smoke else STARTUP_RUNS)
     runs: list[report.Run] = []
     scale = None
     with Nginx(data_root, work / "nginx", make_certificates(work / "tls")) as server:
@@ -256,7 +260,7 @@ def _benchmark(
             scale = scale_figures(work, server.base_url, key, args.scale_segments)
     peers = [n for n in names if n in cont.PEERS]
     summary = {d.name: report.summarise(d, runs, peers) for d in sets}
-    found = report.targets(summary, scale)
+    found = report.targets(summary, startup, scale)
     document = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
@@ -265,11 +269,13 @@ def _benchmark(
         "concurrency": cont.CONCURRENCY,
         "environment": environment(names),
         "datasets": summary,
+        "startup": startup,
         "scale": scale,
         "targets": found,
     }
     args.out.write_text(json.dumps(document, indent=2) + "\n")
     blocks = [report.table(name, data, args.rounds) for name, data in summary.items()]
+    blocks.append(report.startup_table(startup))
     if scale:
         blocks.append(report.scale_table(scale))
     blocks.append(report.targets_table(found))
