@@ -35,7 +35,7 @@ from benchlib.startup import STARTUP_RUNS, startup_figures
 from benchlib.tls import make_certificates
 
 DEFAULT_ROUNDS = 3
-DEFAULT_SETS = "small,large,small-https,small-h2"  # large-https on request: ~1 min more
+DEFAULT_SETS = "small,large,small-https,small-h2"  # large-https opt-in: bounds the run time
 SETS = {
     d.name: d
     for d in (

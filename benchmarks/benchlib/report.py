@@ -199,6 +199,11 @@ def _cell(stat: dict[str, float], digits: int) -> str:
     return f"{middle} ({low}–{high})"
 
 
+def _ms_digits(stat: dict[str, float]) -> int:
+    """Hundredths where a file costs a few ms (small sets), whole ms where it costs seconds."""
+    return 2 if stat["median"] < 100 else 0
+
+
 def _transport(data: dict[str, Any]) -> str:
     """What a set asks of the clients, and what the ones that cannot choose do instead."""
     if data["scheme"] == "http":
@@ -226,7 +231,8 @@ def table(name: str, data: dict[str, Any], rounds: int) -> str:
         lines.append(
             f"{contender:<9}  {_cell(c['wall_s'], 2):<19}  {_cell(c['files_per_s'], 0):<22}  "
             f"{_cell(c['mb_per_s'], 0):<19}  {_cell(c['cpu_s'], 2):<19}  "
-            f"{_cell(c['cpu_ms_per_file'], 2):<22}  {_cell(c['peak_rss_mib'], 1):<19}  "
+            f"{_cell(c['cpu_ms_per_file'], _ms_digits(c['cpu_ms_per_file'])):<22}  "
+            f"{_cell(c['peak_rss_mib'], 1):<19}  "
             f"{'yes' if c['all_ok'] else 'NO'}"
         )
     unit = "MB/s" if data["headline"] == "mb_per_s" else "files/s"
