@@ -1,8 +1,10 @@
 """tfbulk against aria2c and curl on a real nginx: one command, rerunnable by anyone.
 
-    .venv/bin/python benchmarks/run.py                 # full: small + large, 3 rounds, scale
-    .venv/bin/python benchmarks/run.py --smoke         # 50 small files, 1 round (test suite)
-    .venv/bin/python benchmarks/run.py --rounds 5 --out results.json
+    .venv/bin/python benchmarks/run.py                 # full: small, large, small over HTTPS
+                                                       # and HTTP/2, 3 rounds, start-up, scale
+    .venv/bin/python benchmarks/run.py --smoke         # 50 small files plain and over HTTP/2,
+                                                       # 1 round (test suite)
+    .venv/bin/python benchmarks/run.py --sets large-https --rounds 5 --out results.json
 
 Contenders run alternately (tfbulk, aria2c, curl, tfbulk, …) so a noisy minute on a shared
 machine hits all of them, and tfbulk's ratio to each peer is taken within a round.
@@ -29,19 +31,34 @@ from benchlib.measure import GNU_TIME, have_gnu_time, measure
 from benchlib.nginx import Nginx, find_nginx
 from benchlib.nginx import version as nginx_version
 from benchlib.scale import scale_figures
+from benchlib.startup import STARTUP_RUNS, startup_figures
+from benchlib.tls import make_certificates
 
 DEFAULT_ROUNDS = 3
+DEFAULT_SETS = "small,large,small-https,small-h2"  # large-https opt-in: bounds the run time
+SETS = {
+    d.name: d
+    for d in (
+        datasets.SMALL, datasets.LARGE, datasets.SMALL_HTTPS, datasets.SMALL_H2,
+        datasets.LARGE_HTTPS,
+    )
+}  # fmt: skip
 SCALE_SEGMENTS = 100_000
 SMOKE_SCALE_SEGMENTS = 1_000
+SMOKE_STARTUP_RUNS = 3
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="50 small files, 1 round, quick")
+    parser.add_argument(
+        "--smoke", action="store_true", help="50 small files, plain and HTTP/2, 1 round, quick"
+    )
     parser.add_argument("--rounds", type=int, help=f"rounds (default {DEFAULT_ROUNDS}; smoke 1)")
     parser.add_argument("--out", type=Path, default=Path("benchmark-results.json"))
     parser.add_argument(
-        "--sets", default="small,large", help="comma-separated data sets (default small,large)"
+        "--sets",
+        default=DEFAULT_SETS,
+        help=f"comma-separated, of {', '.join(SETS)} (default {DEFAULT_SETS})",
     )
     parser.add_argument(
         "--contenders", default="tfbulk,aria2c,curl", help="comma-separated (default all three)"
@@ -60,13 +77,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def chosen_sets(args: argparse.Namespace) -> list[datasets.DataSet]:
     if args.smoke:
-        return [datasets.SMOKE]
-    known = {d.name: d for d in (datasets.SMALL, datasets.LARGE)}
+        return [datasets.SMOKE, datasets.SMOKE_H2]
     names = [n.strip() for n in args.sets.split(",") if n.strip()]
-    unknown = [n for n in names if n not in known]
+    unknown = [n for n in names if n not in SETS]
     if unknown:
-        raise SystemExit(f"benchmark: unknown data set {', '.join(unknown)}; use small, large")
-    return [known[n] for n in names]
+        raise SystemExit(f"benchmark: unknown data set {', '.join(unknown)}; use {', '.join(SETS)}")
+    return [SETS[n] for n in names]
 
 
 def log(message: str) -> None:
@@ -74,7 +90,9 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def prepare_inputs(work: Path, dataset: datasets.DataSet, base_url: str, key: Path) -> cont.Inputs:
+def prepare_inputs(work: Path, dataset: datasets.DataSet, server: Nginx, key: Path) -> cont.Inputs:
+    """The URL lists and snapshot of one set, pointing at the listener its scheme needs."""
+    base_url = server.tls_url if dataset.tls else server.base_url
     inputs = work / "inputs"
     inputs.mkdir(parents=True, exist_ok=True)
     aria, curl = datasets.write_url_lists(inputs, dataset, base_url)
@@ -82,25 +100,32 @@ def prepare_inputs(work: Path, dataset: datasets.DataSet, base_url: str, key: Pa
     return cont.Inputs(
         snapshot=snapshot,
         private_key=key,
-        url_template=f"{base_url}/{dataset.name}/{{segment_id}}.mp4",
+        url_template=f"{base_url}/{dataset.folder}/{{segment_id}}.mp4",
         aria2_input=aria,
         curl_config=curl,
+        ca_bundle=server.certificates.ca if dataset.tls else None,
+        http=dataset.http,
     )
 
 
 def run_once(
     name: str, dataset: datasets.DataSet, inputs: cont.Inputs, digests: dict[str, str],
-    work: Path, round_number: int,
+    work: Path, server: Nginx, round_number: int,
 ) -> report.Run:  # fmt: skip
     """One contender, one data set, into a fresh folder; verified, then the folder goes."""
     dest = work / "downloads" / name
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
     os.sync()  # no dirty pages of the previous contender competing with this one
+    mark = server.log_mark()
     measured = measure(cont.BUILDERS[name](inputs, dest), cwd=dest, env=cont.child_env())
     verdict = verify.check(dest, digests)
+    requests = server.requests_since(mark)  # read after the check: nginx has logged by then
     peak, method = measured.peak_rss_bytes, measured.rss_method
     problem = "" if verdict.ok else f"missing {verdict.missing} differ {verdict.different}"
+    expected = cont.expected_http(name, dataset.http)
+    if requests.http_versions != {expected}:
+        problem = f"{problem} expected {expected}, nginx logged {requests.protocols}"
     if name == "tfbulk":
         peak, method, problem = _tfbulk_peak(measured.stdout, peak, method, problem)
     if measured.exit_code != 0:
@@ -119,6 +144,8 @@ def run_once(
         bytes=dataset.total_bytes,
         identical=verdict.identical,
         ok=verdict.ok and measured.exit_code == 0 and not problem,
+        protocols=requests.protocols,
+        connections=requests.connections,
         problem=problem.strip(),
     )
 
@@ -138,19 +165,20 @@ def _tfbulk_peak(
 
 def benchmark_set(
     dataset: datasets.DataSet, names: list[str], rounds: int, work: Path, data_root: Path,
-    base_url: str, key: Path,
+    server: Nginx, key: Path,
 ) -> list[report.Run]:  # fmt: skip
     log(f"data set {dataset.name}: {dataset.files:,} × {dataset.file_bytes:,} bytes")
     digests = datasets.generate(data_root, dataset)
-    inputs = prepare_inputs(work, dataset, base_url, key)
+    inputs = prepare_inputs(work, dataset, server, key)
     runs = []
     for number in range(1, rounds + 1):
         for name in names:
-            run = run_once(name, dataset, inputs, digests, work, number)
+            run = run_once(name, dataset, inputs, digests, work, server, number)
             runs.append(run)
             rate = f"{run.files_per_s:,.0f} files/s, {run.mb_per_s:,.0f} MB/s"
             status = "ok" if run.ok else f"PROBLEM: {run.problem}"
-            log(f"  round {number} {name:<7} {run.wall_s:6.2f} s  {rate}  {status}")
+            spoke = ", ".join(run.protocols)
+            log(f"  round {number} {name:<7} {run.wall_s:6.2f} s  {rate}  {spoke}  {status}")
     return runs
 
 
@@ -219,20 +247,20 @@ def _benchmark(
     datasets.write_scale_file(data_root)
     key = make_key(work)
     started = time.time()
+    log(f"start-up: tfbulk --version and python3 -c pass, {sys.executable}")
+    startup = startup_figures(SMOKE_STARTUP_RUNS if args.smoke else STARTUP_RUNS)
     runs: list[report.Run] = []
     scale = None
-    with Nginx(data_root, work / "nginx") as server:
-        log(f"nginx on {server.base_url}, work folder {work}")
+    with Nginx(data_root, work / "nginx", make_certificates(work / "tls")) as server:
+        log(f"nginx on {server.base_url} and {server.tls_url}, work folder {work}")
         for dataset in sets:
-            runs += benchmark_set(
-                dataset, names, args.rounds, work, data_root, server.base_url, key
-            )
+            runs += benchmark_set(dataset, names, args.rounds, work, data_root, server, key)
         if args.scale_segments:
             log(f"scale figures: {args.scale_segments:,} segments")
             scale = scale_figures(work, server.base_url, key, args.scale_segments)
     peers = [n for n in names if n in cont.PEERS]
     summary = {d.name: report.summarise(d, runs, peers) for d in sets}
-    found = report.targets(summary, scale)
+    found = report.targets(summary, startup, scale)
     document = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
@@ -241,11 +269,13 @@ def _benchmark(
         "concurrency": cont.CONCURRENCY,
         "environment": environment(names),
         "datasets": summary,
+        "startup": startup,
         "scale": scale,
         "targets": found,
     }
     args.out.write_text(json.dumps(document, indent=2) + "\n")
     blocks = [report.table(name, data, args.rounds) for name, data in summary.items()]
+    blocks.append(report.startup_table(startup))
     if scale:
         blocks.append(report.scale_table(scale))
     blocks.append(report.targets_table(found))

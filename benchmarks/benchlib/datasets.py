@@ -13,7 +13,7 @@ import os
 import shutil
 import sqlite3
 import struct
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
@@ -24,11 +24,22 @@ SCALE_FILE_BYTES = 2 * KIB
 
 @dataclass(frozen=True)
 class DataSet:
-    """`files` files of `file_bytes` each, served under `/<name>/<id>.mp4`."""
+    """`files` files of `file_bytes` each, served under `/<folder>/<id>.mp4`.
+
+    A set over TLS serves another set's files (`source`): one copy on disk, and the same
+    bytes, so its figures differ from the plain set's by the transport alone.
+    """
 
     name: str
     files: int
     file_bytes: int
+    source: str = ""  # the plain set whose files this one serves; "" for its own
+    tls: bool = False
+    http: str = ""  # the HTTP version asked of clients that choose one ("1.1" or "2")
+
+    @property
+    def folder(self) -> str:
+        return self.source or self.name
 
     @property
     def total_bytes(self) -> int:
@@ -42,9 +53,18 @@ class DataSet:
         return f"{segment_id}.mp4"
 
 
+def over_tls(plain: DataSet, name: str, http: str) -> DataSet:
+    """`plain`'s files over HTTPS, asking for HTTP `http`."""
+    return replace(plain, name=name, source=plain.name, tls=True, http=http)
+
+
 SMALL = DataSet("small", 2000, 256 * KIB)
 LARGE = DataSet("large", 8, 256 * MIB)
 SMOKE = DataSet("smoke", 50, 256 * KIB)
+SMALL_HTTPS = over_tls(SMALL, "small-https", "1.1")
+SMALL_H2 = over_tls(SMALL, "small-h2", "2")
+LARGE_HTTPS = over_tls(LARGE, "large-https", "1.1")
+SMOKE_H2 = over_tls(SMOKE, "smoke-h2", "2")
 
 
 def mp4_header(size: int) -> bytes:
@@ -74,12 +94,13 @@ def file_digest(path: Path) -> str:
 
 
 def generate(data_root: Path, dataset: DataSet) -> dict[str, str]:
-    """Files of `dataset` under `data_root/<name>/` and their digests, reused when present."""
-    folder = data_root / dataset.name
-    manifest = data_root / f"{dataset.name}.manifest.json"
+    """Files of `dataset` under `data_root/<folder>/` and their digests, reused when present."""
+    folder = data_root / dataset.folder
+    manifest = data_root / f"{dataset.folder}.manifest.json"
+    shape = {"name": dataset.folder, "files": dataset.files, "file_bytes": dataset.file_bytes}
     if manifest.exists():
         saved = json.loads(manifest.read_text())
-        if saved.get("dataset") == asdict(dataset):
+        if saved.get("dataset") == shape:
             return dict(saved["digests"])
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -87,7 +108,7 @@ def generate(data_root: Path, dataset: DataSet) -> dict[str, str]:
         dataset.file_name(sid): write_file(folder / dataset.file_name(sid), dataset.file_bytes)
         for sid in dataset.ids()
     }
-    manifest.write_text(json.dumps({"dataset": asdict(dataset), "digests": digests}))
+    manifest.write_text(json.dumps({"dataset": shape, "digests": digests}))
     return digests
 
 
@@ -124,9 +145,9 @@ def write_snapshot(path: Path, segments: int) -> Path:
 
 
 def write_url_lists(folder: Path, dataset: DataSet, base_url: str) -> tuple[Path, Path]:
-    """aria2c's input file and curl's config: the same URLs, plain (peers cannot sign)."""
+    """aria2c's input file and curl's config: the same URLs, unsigned (peers cannot sign)."""
     folder.mkdir(parents=True, exist_ok=True)
-    urls = [f"{base_url}/{dataset.name}/{dataset.file_name(s)}" for s in dataset.ids()]
+    urls = [f"{base_url}/{dataset.folder}/{dataset.file_name(s)}" for s in dataset.ids()]
     aria = folder / f"{dataset.name}.aria2.txt"
     aria.write_text("".join(f"{url}\n" for url in urls))
     curl = folder / f"{dataset.name}.curl.cfg"
@@ -145,7 +166,8 @@ def free_bytes(folder: Path) -> int:
 
 def check_disk(folder: Path, sets: list[DataSet], *, generated: set[str]) -> None:
     """Refuse to start unless data, one contender's output and some slack fit."""
-    to_generate = sum(d.total_bytes for d in sets if d.name not in generated)
+    sizes = {d.folder: d.total_bytes for d in sets}  # a TLS set adds no data of its own
+    to_generate = sum(size for folder, size in sizes.items() if folder not in generated)
     one_output = max((d.total_bytes for d in sets), default=0)
     needed = to_generate + one_output + GIB
     free = free_bytes(folder)

@@ -1,8 +1,9 @@
 """A real nginx on 127.0.0.1 with its own config in a temporary prefix.
 
 Peers like aria2c and curl are usually pointed at a real web server, so tfbulk is measured
-against one too: the server must be fast enough (sendfile, keep-alive, no access log) that
-only the clients differ between contenders.
+against one too: the server must be fast enough (sendfile, keep-alive) that only the
+clients differ between contenders. It listens twice: plain HTTP/1.1, and HTTPS with HTTP/2
+offered by ALPN. Its access log says, request by request, which protocol a client used.
 """
 
 from __future__ import annotations
@@ -14,8 +15,12 @@ import signal
 import socket
 import subprocess
 import time
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from string import Template
+
+from benchlib.tls import Certificates
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "nginx.conf.template"
 CANDIDATES = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
@@ -43,22 +48,62 @@ def version(binary: str) -> str:
     return (out.stderr or out.stdout).strip().removeprefix("nginx version: ")
 
 
-class Nginx:
-    """`with Nginx(root, prefix) as server:` serves `root` at `server.base_url`."""
+@dataclass(frozen=True)
+class Requests:
+    """What the access log recorded for one run: requests by protocol, connections used."""
 
-    def __init__(self, root: Path, prefix: Path, binary: str | None = None) -> None:
+    protocols: dict[str, int]  # e.g. {"HTTP/2.0 TLSv1.3": 2000}, {"HTTP/1.1": 2000}
+    connections: int
+
+    @property
+    def http_versions(self) -> set[str]:
+        return {key.split()[0] for key in self.protocols}
+
+
+class Nginx:
+    """`with Nginx(root, prefix, certs) as server:` serves `root` at `server.base_url`
+    (plain HTTP) and `server.tls_url` (HTTPS, HTTP/2 or HTTP/1.1 by ALPN)."""
+
+    def __init__(
+        self, root: Path, prefix: Path, certificates: Certificates, binary: str | None = None
+    ) -> None:
         found = binary or find_nginx()
         if found is None:
             raise RuntimeError("nginx is not installed (Debian: apt-get install nginx)")
         self.binary = found
         self.root = root.resolve()
         self.prefix = prefix.resolve()
-        self.port = 0
+        self.certificates = certificates
+        self.port = self.tls_port = 0
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def tls_url(self) -> str:
+        return f"https://127.0.0.1:{self.tls_port}"
+
+    @property
+    def access_log(self) -> Path:
+        return self.prefix / "access.log"
+
+    def log_mark(self) -> int:
+        """Where the access log ends now: `requests_since` reads only what comes after."""
+        return self.access_log.stat().st_size if self.access_log.exists() else 0
+
+    def requests_since(self, mark: int) -> Requests:
+        """The requests logged after `mark` (nginx writes each line as its request ends)."""
+        with self.access_log.open("rb") as log:
+            log.seek(mark)
+            lines = log.read().decode(errors="replace").splitlines()
+        # "$connection $server_protocol $ssl_protocol"; nginx logs "-" for no TLS
+        fields = [line.removesuffix(" -").split(" ", 1) for line in lines if " " in line]
+        return Requests(
+            protocols=dict(Counter(protocol for _, protocol in fields)),
+            connections=len({connection for connection, _ in fields}),
+        )
 
     def __enter__(self) -> Nginx:
         self.start()
@@ -71,6 +116,8 @@ class Nginx:
         """Write the config, start nginx in the foreground, return once it accepts."""
         self.prefix.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
+        while self.tls_port in (0, self.port):
+            self.tls_port = free_port()
         conf = self.prefix / "nginx.conf"
         conf.write_text(self._config())
         log = (self.prefix / "stderr.log").open("wb")
@@ -98,21 +145,24 @@ class Nginx:
         # As root, nginx would drop its workers to `nobody`, who may not read our files.
         user = f"user {pwd.getpwuid(os.geteuid()).pw_name};" if os.geteuid() == 0 else ""
         return Template(TEMPLATE.read_text()).substitute(
-            user_line=user, prefix=self.prefix, root=self.root, port=self.port
-        )
+            user_line=user, prefix=self.prefix, root=self.root, port=self.port,
+            tls_port=self.tls_port, certificate=self.certificates.cert,
+            certificate_key=self.certificates.key,
+        )  # fmt: skip
 
     def _wait_ready(self) -> None:
-        """Poll the port: nginx has no readiness signal when it runs in the foreground."""
+        """Poll the ports: nginx has no readiness signal when it runs in the foreground."""
         assert self._proc is not None
         deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                break
+        waiting = [self.port, self.tls_port]
+        while waiting and time.monotonic() < deadline and self._proc.poll() is None:
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
+                with socket.create_connection(("127.0.0.1", waiting[0]), timeout=0.5):
+                    waiting.pop(0)
             except OSError:
                 time.sleep(0.02)
+        if not waiting:
+            return
         self.stop()
         errors = (self.prefix / "stderr.log").read_text(errors="replace").strip()
-        raise RuntimeError(f"nginx did not start on port {self.port}: {errors[-500:]}")
+        raise RuntimeError(f"nginx did not start on port {waiting[0]}: {errors[-500:]}")

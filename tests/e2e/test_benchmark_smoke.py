@@ -1,7 +1,8 @@
 """The benchmark's `--smoke` mode, run for real: nginx, aria2c, curl and the tfbulk CLI.
 
 Not a timed test (CI machines are noisy): it proves the one benchmark command still works
-end to end and that its JSON carries what docs/performance.md is built from.
+end to end, over plain HTTP and over HTTPS with HTTP/2 (`smoke-h2`, the same 50 files),
+and that its JSON carries what docs/performance.md is built from.
 """
 
 from __future__ import annotations
@@ -48,11 +49,16 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "tfbulk ÷ curl" in proc.stdout and "targets" in proc.stdout
+    assert "aria2c HTTP/1.1 (it has no HTTP/2)" in proc.stdout
     return json.loads(out.read_text())
 
 
-def test_every_contender_downloaded_every_file_identically(smoke: dict) -> None:
-    data = smoke["datasets"]["smoke"]
+SETS = ("smoke", "smoke-h2")
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_every_contender_downloaded_every_file_identically(smoke: dict, name: str) -> None:
+    data = smoke["datasets"][name]
     assert set(data["contenders"]) == {"tfbulk", "aria2c", "curl"}
     assert {r["contender"] for r in data["runs"]} == {"tfbulk", "aria2c", "curl"}
     for run in data["runs"]:
@@ -60,10 +66,28 @@ def test_every_contender_downloaded_every_file_identically(smoke: dict) -> None:
         assert run["identical"] == run["files"] == 50, run
         assert run["ok"] and run["problem"] == "", run
         assert run["wall_s"] > 0 and run["cpu_s"] > 0
+        assert run["cpu_ms_per_file"] == pytest.approx(run["cpu_s"] * 1000 / 50)
+        assert sum(run["protocols"].values()) == 50, run  # one logged request a file
 
 
-def test_ratios_are_taken_per_round_against_both_peers(smoke: dict) -> None:
-    data = smoke["datasets"]["smoke"]
+def test_http2_is_what_nginx_saw_where_the_client_can_speak_it(smoke: dict) -> None:
+    plain, h2 = smoke["datasets"]["smoke"], smoke["datasets"]["smoke-h2"]
+    assert plain["scheme"] == "http" and h2["scheme"] == "https" and h2["http_asked"] == "2"
+    assert h2["served_from"] == "smoke"  # the same files, not a second copy
+    for name in ("tfbulk", "aria2c", "curl"):
+        assert plain["contenders"][name]["protocols"] == ["HTTP/1.1"]
+    spoke = {name: c["protocols"] for name, c in h2["contenders"].items()}
+    assert all(len(p) == 1 and p[0].split()[1].startswith("TLSv1.") for p in spoke.values())
+    assert {name: p[0].split()[0] for name, p in spoke.items()} == {
+        "tfbulk": "HTTP/2.0",
+        "curl": "HTTP/2.0",
+        "aria2c": "HTTP/1.1",
+    }
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_ratios_are_taken_per_round_against_both_peers(smoke: dict, name: str) -> None:
+    data = smoke["datasets"][name]
     assert set(data["ratios"]) == {"aria2c", "curl"}
     for peer, ratio in data["ratios"].items():
         runs = {r["contender"]: r for r in data["runs"]}
@@ -72,16 +96,82 @@ def test_ratios_are_taken_per_round_against_both_peers(smoke: dict) -> None:
         assert ratio["median"] == pytest.approx(expected)
 
 
-def test_memory_and_scale_figures_are_reported(smoke: dict) -> None:
+def test_memory_cpu_and_scale_figures_are_reported(smoke: dict) -> None:
     tfbulk = smoke["datasets"]["smoke"]["contenders"]["tfbulk"]
     assert tfbulk["rss_method"].startswith("tfbulk --json")
-    assert 5 < tfbulk["peak_rss_mb"]["median"] < 1000
+    assert 5 < tfbulk["peak_rss_mib"]["median"] < 1000
+    assert tfbulk["cpu_ms_per_file"]["median"] > 0
     for peer in ("aria2c", "curl"):
-        assert smoke["datasets"]["smoke"]["contenders"][peer]["peak_rss_mb"]["median"] > 0
+        assert smoke["datasets"]["smoke"]["contenders"][peer]["peak_rss_mib"]["median"] > 0
     scale = smoke["scale"]
     assert scale["segments"] == 1000 and scale["done_before_rerun"] == 990
     assert scale["rerun_downloaded"] == 10
     assert scale["plan_s"] > 0 and scale["plan_peak_rss_bytes"] > 0
     assert 0 < scale["rerun_first_download_s"] <= scale["rerun_total_s"]
     assert scale["status_s"] > 0
-    assert {t["target"].split(":")[0] for t in smoke["targets"]} == {"scale"}
+
+
+def test_startup_is_measured_against_a_bare_interpreter(smoke: dict) -> None:
+    startup = smoke["startup"]
+    assert startup["runs"] == len(startup["python_runs_s"]) == len(startup["tfbulk_runs_s"]) == 3
+    assert 0 < startup["python_s"] < startup["tfbulk_s"]
+    assert startup["difference_s"] == pytest.approx(startup["tfbulk_s"] - startup["python_s"])
+
+
+def test_the_issue_13_targets_that_smoke_measures_are_listed(smoke: dict) -> None:
+    found = {t["target"].split(" (")[0]: t for t in smoke["targets"]}
+    assert set(found) == {
+        "smoke: tfbulk CPU ms per file",
+        "smoke-h2: tfbulk CPU ms per file",
+        "start-up: tfbulk --version − python3 -c pass",
+        "scale: plan_s",
+        "scale: status_s",
+        "scale: rerun_first_download_s",
+    }
+    cpu = found["smoke: tfbulk CPU ms per file"]
+    assert cpu["goal"] == "<= 2.5"
+    median = smoke["datasets"]["smoke"]["contenders"]["tfbulk"]["cpu_ms_per_file"]["median"]
+    assert cpu["value"] == pytest.approx(median, abs=1e-3)
+    startup = found["start-up: tfbulk --version − python3 -c pass"]
+    assert startup["goal"] == "<= 0.15"
+    assert startup["value"] == pytest.approx(smoke["startup"]["difference_s"], abs=1e-3)
+    assert all(isinstance(t["met"], bool) for t in smoke["targets"])
+
+
+def test_issue_13_targets_on_small_and_large(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The thresholds themselves, on made-up rounds: smoke measures neither set."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from benchlib import report
+    from benchlib.datasets import LARGE, SMALL, DataSet
+
+    def run(
+        dataset: DataSet, contender: str, wall_s: float, cpu_s: float, rss_mib: float
+    ) -> report.Run:
+        return report.Run(
+            dataset=dataset.name, round=1, contender=contender, exit_code=0, wall_s=wall_s,
+            cpu_s=cpu_s, peak_rss_bytes=int(rss_mib * report.MIB), rss_method="test",
+            files=dataset.files, bytes=dataset.total_bytes, identical=dataset.files, ok=True,
+            protocols={"HTTP/1.1": dataset.files}, connections=10,
+        )  # fmt: skip
+
+    runs = [
+        run(SMALL, "tfbulk", 4.0, 4.0, 60.0),
+        run(SMALL, "aria2c", 6.0, 2.0, 40.0),
+        run(SMALL, "curl", 2.0, 1.0, 12.0),
+        run(LARGE, "tfbulk", 5.0, 7.0, 61.5),
+        run(LARGE, "aria2c", 6.5, 3.0, 27.0),
+        run(LARGE, "curl", 3.0, 2.0, 12.0),
+    ]
+    summary = {d.name: report.summarise(d, runs, ["aria2c", "curl"]) for d in (SMALL, LARGE)}
+    found = report.targets(summary, {"difference_s": 0.2}, None)
+    assert {t["target"].split(" (")[0]: (t["goal"], t["value"], t["met"]) for t in found} == {
+        "small: tfbulk files/s ÷ curl": (">= 0.45", 0.5, True),
+        "small: tfbulk files/s ÷ aria2c": (">= 1.5", 1.5, True),
+        "large: tfbulk MB/s ÷ curl": (">= 0.7", 0.6, False),
+        "large: tfbulk MB/s ÷ aria2c": (">= 1.2", 1.3, True),
+        "small: tfbulk CPU ms per file": ("<= 2.5", 2.0, True),
+        "small: tfbulk peak RSS MiB": ("<= 64", 60.0, True),
+        "large: tfbulk peak RSS MiB": ("<= 64", 61.5, True),
+        "tfbulk peak RSS large − small": ("<= 1", 1.5, False),
+        "start-up: tfbulk --version − python3 -c pass": ("<= 0.15", 0.2, False),
+    }
