@@ -200,6 +200,10 @@ def _network(http: str, ca_bundle: Path | None, max_file_size: str) -> Network:
     )
 
 
+LONG_EXPIRES = 24 * 3600.0
+S3_MAX_EXPIRES = 7 * 86400.0  # refused by the S3 signer anyway: no warning before the error
+
+
 def _signer_settings(
     signer: str,
     key_pair_id: str | None,
@@ -214,11 +218,19 @@ def _signer_settings(
 ) -> SignerSettings:
     if signer not in SIGNERS:
         raise BadInput(f"--signer {signer!r} is not one of {', '.join(SIGNERS)}")
+    lifetime = parse_duration(expires, "--expires")
+    if lifetime > LONG_EXPIRES and not (signer == "s3" and lifetime > S3_MAX_EXPIRES):
+        _print_warnings(
+            [
+                f"--expires {expires} is over 24 hours: a leaked URL stays valid that long; "
+                "each request is signed as it is sent, so minutes are enough"
+            ]
+        )
     return SignerSettings(
         kind=signer,
         key_pair_id=key_pair_id,
         private_key=private_key,
-        expires=parse_duration(expires, "--expires"),
+        expires=lifetime,
         bucket=bucket,
         region=region,
         endpoint_url=endpoint_url,

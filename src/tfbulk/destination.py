@@ -141,6 +141,12 @@ class Destination:
         resolved = root.resolve()
         return cls(resolved, os.open(resolved, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
 
+    def __enter__(self) -> Destination:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def lock(self, *, shared: bool) -> None:
         """Hold --dest for this run, whatever `--state` says: a second run writing into it
         is exit 3 naming the holder. Workers of one PostgreSQL queue share it (`shared`);
@@ -161,8 +167,8 @@ class Destination:
             holder = os.read(fd, 200).decode(errors="replace").strip() or "PostgreSQL workers"
             os.close(fd)
             raise StateLocked(
-                f"another tfbulk run ({holder}) is writing into {self.root}; wait for it to "
-                "finish or stop it, or pass another --dest"
+                f"another tfbulk run ({holder}) holds the lock on {self.root}, writing into "
+                "it; wait for it to finish or stop it, or pass another --dest"
             ) from None
         if not shared:
             os.ftruncate(fd, 0)

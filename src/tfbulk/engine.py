@@ -66,6 +66,7 @@ class _Finished:
     job: Job
     fetched: Fetched
     started: float
+    made: int  # attempts it took in this claim
 
 
 @dataclass
@@ -272,22 +273,23 @@ class Engine:
         if claimed.disk_error is not None:
             raise claimed.disk_error
         if claimed.refused is not None:
-            self._fail(job, None, f"refused: {claimed.refused}", attempts=0)
+            self._fail(job, None, f"refused: {claimed.refused}", made=0)
             return
         if part is None:
             self._skipped(job, claimed.skipped or 0)
             return
         started = self._clock()
         try:
-            fetched = await self._attempts(job, part, claimed.url)
+            outcome = await self._attempts(job, part, claimed.url)
         except BaseException:
             part.close()
             raise
-        if fetched is None:
+        if outcome is None:
             part.close()
             return
+        fetched, made = outcome
         assert self._committer is not None
-        self._committer.submit(Ready(part, _Finished(job, fetched, started)))
+        self._committer.submit(Ready(part, _Finished(job, fetched, started, made)))
 
     def _skipped(self, job: Job, size: int) -> None:
         self._store.record(Done(job.segment_id, "skipped", size, None, None, self._clock()))
@@ -301,7 +303,6 @@ class Engine:
             if item.error is not None:
                 self._not_committed(job, item)
                 continue
-            self._downloaded += fetched.received
             self._store.record(
                 Done(job.segment_id, "success", fetched.size, fetched.md5, fetched.etag, now)
             )
@@ -326,7 +327,8 @@ class Engine:
             self._park(job)
             self._disk_full(exc)
             return
-        self._fail(job, None, f"cannot write {item.part.final}: {item.error.strerror}", attempts=1)
+        message = f"cannot write {item.part.final}: {item.error.strerror}"
+        self._fail(job, None, message, made=item.payload.made)
 
     def _prepare(self, job: Job) -> _Claimed:
         """The file side of a claimed job, on the claim's thread: folders made, an existing
@@ -346,25 +348,31 @@ class Engine:
             return _Claimed(job, "", 0.0, skipped=opened.size)
         return _Claimed(job, self._sign(job), self._clock(), part=opened)
 
-    async def _attempts(self, job: Job, part: PartFile, url: str) -> Fetched | None:
-        """Attempt until success, a retry for later (slot released), or failure.
+    async def _attempts(self, job: Job, part: PartFile, url: str) -> tuple[Fetched, int] | None:
+        """Attempt until success (with the attempts it took), a retry for later (slot
+        released), or failure.
 
-        `url` was signed at the claim, just now; every further attempt signs afresh."""
+        `url` was signed at the claim, just now; every further attempt signs afresh. An
+        attempt's number counts every attempt at the segment, all runs (what `failed`
+        shows); `--retries` bounds this run's (`attempt`)."""
         validator = Validator(job.etag, job.last_modified, job.expected_size)
         previous = Kind(job.last_kind) if job.last_kind else None
         attempt = job.run_attempts
         while True:
             attempt += 1
-            transfer = Transfer(job.segment_id, job.course_id, job.title, self._clock(), attempt)
+            made = attempt - job.run_attempts
+            transfer = Transfer(
+                job.segment_id, job.course_id, job.title, self._clock(), job.attempts + made
+            )
             self._emit(SegmentStarted(transfer))
-            if attempt > job.run_attempts + 1:
+            if made > 1:
                 url = self._sign(job)
             try:
-                return await self._fetcher.fetch(
+                fetched = await self._fetcher.fetch(
                     url, part, validator, transfer, lambda v: self._remember(job, v)
                 )
+                return fetched, made
             except AttemptFailed as failure:
-                self._downloaded += max(0, transfer.received - transfer.resumed_from)
                 if failure.restart:
                     part.start_over()
                     validator = Validator(None, None, None)
@@ -377,13 +385,15 @@ class Engine:
                     self._forbidden_hint,
                 )
                 if decision.action == "later":
-                    self._retry_later(job, failure, decision, attempt)
+                    self._retry_later(job, failure, decision, job.attempts + made)
                     return None
                 if decision.action == "fail":
-                    self._fail(job, failure.kind, decision.message, attempts=attempt)
+                    self._fail(job, failure.kind, decision.message, made=made)
                     return None
                 self._store.record(Attempted(job.segment_id, failure.kind, decision.message))
                 previous = failure.kind
+            finally:  # every byte received counts, whatever became of the attempt
+                self._downloaded += max(0, transfer.received - transfer.resumed_from)
 
     def _sign(self, job: Job) -> str:
         return self._signer.sign(self._url(job), self._clock())
@@ -411,9 +421,10 @@ class Engine:
             )
         )
 
-    def _fail(self, job: Job, kind: Kind | None, message: str, *, attempts: int) -> None:
-        self._store.record(Failed(job.segment_id, kind, message, attempts > 0, self._clock()))
-        self._emit(SegmentFailed(job.segment_id, job.course_id, attempts, message))
+    def _fail(self, job: Job, kind: Kind | None, message: str, *, made: int) -> None:
+        """Failed after `made` attempts in this claim (0: none was made)."""
+        self._store.record(Failed(job.segment_id, kind, message, made > 0, self._clock()))
+        self._emit(SegmentFailed(job.segment_id, job.course_id, job.attempts + made, message))
 
     def _park(self, job: Job) -> None:
         self._store.record(Parked(job.segment_id))

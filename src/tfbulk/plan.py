@@ -141,6 +141,7 @@ class PlanStats:
     segments: int = 0
     no_video: int = 0
     orphans: int = 0
+    no_id: int = 0
     planned: int = 0
     refused: int = 0
     courses: set[int] = field(default_factory=set)
@@ -160,6 +161,9 @@ def plan_rows(
     for snap in segments:
         stats.segments += 1
         key = video_key(snap.video)
+        if snap.segment_id is None:
+            stats.no_id += 1
+            continue
         if snap.course_id is None:
             stats.orphans += 1
             continue

@@ -7,9 +7,12 @@ they never kill it, so the state DB always ends consistent.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,11 +21,12 @@ import anyio.abc
 
 from tfbulk.credentials import build_signer
 from tfbulk.destination import Destination
+from tfbulk.display.format import counted
 from tfbulk.engine import Engine, EngineResult
 from tfbulk.errors import BadInput
 from tfbulk.events import CourseTotals, Observer, RunFinished, RunStarted, RunStopping
 from tfbulk.fetch import Fetcher, open_transport
-from tfbulk.plan import PlanStats, Template, plan_rows
+from tfbulk.plan import PlanRow, PlanStats, Template, plan_rows
 from tfbulk.report import DryRunReport, RunReport
 from tfbulk.retry import FORBIDDEN_HINTS
 from tfbulk.settings import RunSettings, Scope, Tuning
@@ -59,7 +63,7 @@ def dry_run(settings: RunSettings) -> DryRunReport:
     inputs = _validated(settings)
     stats = PlanStats()
     with inputs.snapshot:
-        rows = plan_rows(inputs.snapshot.segments(), settings.scope, inputs.path_template, stats)
+        rows = _planned(inputs, settings.scope, stats)
         if not store_exists(settings.state):
             for _ in rows:
                 pass
@@ -76,22 +80,17 @@ def run(settings: RunSettings, observer: Observer, *, handle_signals: bool = Tru
     """Plan the snapshot into the state DB, then download what is not done yet."""
     started = time.monotonic()
     inputs = _validated(settings)
-    dest = Destination.prepare(settings.dest)
-    try:
-        dest.lock(shared=is_postgres_url(settings.state))
-        _refuse_linked_state(settings.state, dest)
-        store = open_store(
-            settings.state, create=True, lock=True, dest=dest.root, sharing=settings.sharing
-        )
-    except BaseException:
-        dest.close()
-        raise
-    try:
-        stats = PlanStats()
+    stats = PlanStats()
+    with contextlib.ExitStack() as held:
         with inputs.snapshot:
-            rows = plan_rows(
-                inputs.snapshot.segments(), settings.scope, inputs.path_template, stats
+            rows = _planned(inputs, settings.scope, stats)
+            dest = held.enter_context(Destination.prepare(settings.dest))
+            dest.lock(shared=is_postgres_url(settings.state))
+            _refuse_linked_state(settings.state, dest)
+            store = open_store(
+                settings.state, create=True, lock=True, dest=dest.root, sharing=settings.sharing
             )
+            held.callback(store.close)
             store.plan(rows, inputs.snapshot.course_titles())
         observer(_run_started(store.summary(), settings, dest))
         result = anyio.run(_download, settings, inputs, dest, store, observer, handle_signals)
@@ -109,9 +108,40 @@ def run(settings: RunSettings, observer: Observer, *, handle_signals: bool = Tru
         totals = {k: v for k, v in summary.as_json().items() if isinstance(v, int)}
         observer(RunFinished(report.exit_code, report.elapsed, report.downloaded, totals))
         return report
-    finally:
-        store.close()
-        dest.close()
+
+
+def _planned(inputs: _Inputs, scope: Scope, stats: PlanStats) -> Iterator[PlanRow]:
+    """The planned rows, streamed; if there are none, exit 2 before anything is written
+    (a cron job pointed at an empty snapshot or a stale --course must not look fine)."""
+    rows = plan_rows(inputs.snapshot.segments(), scope, inputs.path_template, stats)
+    first = next(rows, None)
+    if first is None:
+        raise BadInput(_nothing_to_download(stats, scope))
+    return itertools.chain([first], rows)
+
+
+def _nothing_to_download(stats: PlanStats, scope: Scope) -> str:
+    downloadable = stats.segments - stats.no_video - stats.orphans - stats.no_id
+    if not downloadable:
+        unusable = f", {stats.no_id:,} without an integer id" if stats.no_id else ""
+        return (
+            f"nothing to download: the snapshot has {counted(stats.segments, 'segment')}, "
+            f"{stats.no_video:,} without a video and {stats.orphans:,} without a course"
+            f"{unusable}; a downloadable segment has a video like mp4:course/lesson"
+        )
+    return (
+        f"nothing to download: {describe_filters(scope)} selects none of the snapshot's "
+        f"{counted(downloadable, 'downloadable segment')}; check the ids"
+    )
+
+
+def describe_filters(scope: Scope) -> str:
+    """The scope as the flags that made it, for messages."""
+    flags = [f"--course {cid}" for cid in sorted(scope.courses)]
+    flags += [f"--segment {sid}" for sid in sorted(scope.segments)]
+    if scope.limit_courses is not None:
+        flags.append(f"--limit-courses {scope.limit_courses}")
+    return " ".join(flags)
 
 
 def _refuse_linked_state(state: str, dest: Destination) -> None:
@@ -226,7 +256,12 @@ def describe_scope(scope: Scope) -> str:
 
 
 def _warnings(stats: PlanStats) -> list[str]:
-    notes = [
+    notes = (
+        [f"{counted(stats.no_id, 'segment')} of the snapshot without an integer id: skipped"]
+        if stats.no_id
+        else []
+    )
+    notes += [
         f"--course {cid} has no downloadable segment in the snapshot"
         for cid in sorted(stats.missing_courses)
     ]

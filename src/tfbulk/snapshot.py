@@ -26,7 +26,7 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 class SnapshotSegment:
     """One row of `segments`, joined to its course through its channel."""
 
-    segment_id: int
+    segment_id: int | None  # None: the row's id is not an integer (skipped, counted)
     channel_id: int | None
     course_id: int | None
     video: str | None
@@ -96,7 +96,7 @@ class Snapshot:
         )
         for seg_id, channel_id, course_id, video, seg_title in cursor:
             yield SnapshotSegment(
-                segment_id=_as_int(seg_id, f"{self.path}: segments.id"),
+                segment_id=_as_optional_int(seg_id),
                 channel_id=_as_optional_int(channel_id),
                 course_id=_as_optional_int(course_id),
                 video=video if isinstance(video, str) else None,
@@ -145,17 +145,14 @@ def _check_schema(path: Path, columns: dict[str, set[str]]) -> None:
         raise BadInput(f"snapshot {path} lacks column {', '.join(missing)}")
 
 
+INT64 = range(-(2**63), 2**63)
+
+
 def _as_optional_int(value: object) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        return None
-
-
-def _as_int(value: object, what: str) -> int:
-    number = _as_optional_int(value)
-    if number is None:
-        raise BadInput(f"snapshot {what} is not an integer: {value!r}")
-    return number
+    """An id as SQLite can key it: an integer (or its decimal text) that fits in 64 bits;
+    anything else (a REAL, a blob, 1e152) is no id at all."""
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value in INT64:
+        return value
+    return None

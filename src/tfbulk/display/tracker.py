@@ -99,6 +99,8 @@ class RunTracker:
                         course.course_id, course.title, course.total, course.done, course.failed
                     )
             case SegmentStarted(transfer):
+                if transfer.segment_id in self.transfers:  # retried at once: same slot
+                    self._end(transfer.segment_id, transfer.course_id)
                 self.transfers[transfer.segment_id] = transfer
                 self._course(transfer.course_id).active += 1
             case SegmentFinished():

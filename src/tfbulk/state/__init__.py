@@ -40,6 +40,7 @@ class Job:
     run_attempts: int
     last_kind: str | None
     replace: bool
+    attempts: int = 0  # every attempt so far, all runs: what `failed` and the views report
 
 
 # What the engine records; the store applies them in order, in batches.

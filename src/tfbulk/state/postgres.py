@@ -70,7 +70,7 @@ CONNECT_DEFAULTS = {
 
 _COLUMNS = (
     "id, course_id, channel_id, video, title, path, error, etag, last_modified, "
-    "expected_size, size, run_attempts, last_kind, replace"
+    "expected_size, size, run_attempts, last_kind, replace, attempts"
 )
 _CANDIDATES = """
 SELECT s.id FROM segments s
@@ -866,6 +866,7 @@ def _job(row: tuple) -> Job:
         run_attempts=row[11],
         last_kind=row[12],
         replace=bool(row[13]),
+        attempts=row[14],
     )
 
 

@@ -103,7 +103,7 @@ WHERE id IN (
   WHERE s.status = 'pending' AND s.next_at <= :now AND s.id IN (SELECT id FROM temp.scope)
   ORDER BY s.course_id, s.id LIMIT :limit)
 RETURNING id, course_id, channel_id, video, title, path, error, etag, last_modified,
-          expected_size, size, run_attempts, last_kind, replace
+          expected_size, size, run_attempts, last_kind, replace, attempts
 """
 
 _APPLY: dict[type, str] = {
@@ -295,6 +295,7 @@ class SQLiteStore:
                 run_attempts=r[11],
                 last_kind=r[12],
                 replace=bool(r[13]),
+                attempts=r[14],
             )
             for r in rows
         ]
