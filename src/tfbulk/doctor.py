@@ -19,6 +19,7 @@ import httpx
 from tfbulk import __version__
 from tfbulk.credentials import (
     build_signer,
+    describe_key,
     is_world_readable,
     load_aws_credentials,
     load_private_key,
@@ -210,9 +211,7 @@ def _key_checks(settings: RunSettings) -> list[Check]:
                 "signing", "private key", FAIL, str(exc), "export the key pair's private key as PEM"
             ),
         ]
-    checks.append(
-        Check("signing", "private key", OK, f"{signer.private_key}: RSA {key.key_size}-bit")
-    )
+    checks.append(Check("signing", "private key", OK, f"{signer.private_key}: {describe_key(key)}"))
     if is_world_readable(signer.private_key):
         checks.append(
             Check(

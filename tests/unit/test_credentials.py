@@ -1,14 +1,23 @@
-"""AWS credentials for `--signer s3`: the standard sources in the AWS CLI's order, and
-one-line errors that name the fix and never the secret."""
+"""Signing material: AWS credentials for `--signer s3` in the AWS CLI's order, CloudFront
+keys (RSA 2048+ or ECDSA P-256), and one-line errors that name the fix and never the secret."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
 
-from tfbulk.credentials import build_signer, load_aws_credentials
+from tfbulk.credentials import (
+    build_signer,
+    describe_key,
+    load_aws_credentials,
+    load_private_key,
+    load_public_key,
+)
 from tfbulk.errors import BadInput
 from tfbulk.settings import SignerSettings
 from tfbulk.signing.s3 import AwsCredentials, S3Signer
@@ -200,3 +209,61 @@ def test_build_signer_makes_an_s3_signer(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_build_signer_refuses_bad_s3_settings(settings: SignerSettings, needle: str) -> None:
     with pytest.raises(BadInput, match=needle):
         build_signer(settings)
+
+
+# -- CloudFront keys ----------------------------------------------------------------------
+
+
+def _pem(key: object) -> bytes:
+    return key.private_bytes(  # type: ignore[attr-defined]
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _public_pem(key: object) -> bytes:
+    return key.public_key().public_bytes(  # type: ignore[attr-defined]
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+@pytest.mark.parametrize(
+    ("make", "described"),
+    [
+        (lambda: rsa.generate_private_key(65537, 2048), "RSA 2048-bit"),
+        (lambda: rsa.generate_private_key(65537, 3072), "RSA 3072-bit"),
+        (lambda: ec.generate_private_key(ec.SECP256R1()), "ECDSA P-256"),
+    ],
+    ids=["rsa2048", "rsa3072", "p256"],
+)
+def test_cloudfront_keys_load(tmp_path: Path, make: Callable[[], object], described: str) -> None:
+    key = make()
+    write(tmp_path / "k.pem", _pem(key).decode())
+    write(tmp_path / "k.pub", _public_pem(key).decode())
+    assert describe_key(load_private_key(tmp_path / "k.pem")) == described
+    assert describe_key(load_public_key(tmp_path / "k.pub")) == described
+
+
+@pytest.mark.parametrize(
+    ("make", "found"),
+    [
+        (lambda: rsa.generate_private_key(65537, 1024), "is RSA 1024-bit"),
+        (lambda: ec.generate_private_key(ec.SECP384R1()), "is ECDSA secp384r1"),
+        (lambda: ec.generate_private_key(ec.SECP256K1()), "is ECDSA secp256k1"),
+        (ed25519.Ed25519PrivateKey.generate, "is Ed25519"),
+        (lambda: dsa.generate_private_key(2048), "is DSA 2048-bit"),
+    ],
+    ids=["rsa1024", "p384", "secp256k1", "ed25519", "dsa"],
+)
+def test_other_keys_are_refused_naming_what_was_found(
+    tmp_path: Path, make: Callable[[], object], found: str
+) -> None:
+    key = make()
+    write(tmp_path / "k.pem", _pem(key).decode())
+    write(tmp_path / "k.pub", _public_pem(key).decode())
+    advice = "CloudFront takes RSA of 2048 bits or more, or ECDSA P-256"
+    for load, path in ((load_private_key, "k.pem"), (load_public_key, "k.pub")):
+        with pytest.raises(BadInput) as caught:
+            load(tmp_path / path)
+        message = str(caught.value)
+        assert found in message and advice in message and "\n" not in message
+        assert "PRIVATE KEY" not in message
