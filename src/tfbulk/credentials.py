@@ -18,8 +18,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from tfbulk.errors import BadInput
 from tfbulk.settings import SignerSettings
-from tfbulk.signing import CloudFrontSigner, Signer, Unsigned
-from tfbulk.signing.cloudfront import PrivateKey, PublicKey
+from tfbulk.signing import CloudFrontSigner, PolicySigner, Signer, Unsigned
+from tfbulk.signing.cloudfront import PrivateKey, PublicKey, can_sign
+from tfbulk.signing.policy import Conditions, ResourcePattern
 from tfbulk.signing.s3 import MAX_EXPIRES, AwsCredentials, S3Signer
 
 # Profile settings that get credentials some other way than static keys.
@@ -102,14 +103,38 @@ def build_signer(settings: SignerSettings) -> Signer:
             raise BadInput("--key-pair-id (or TFBULK_KEY_PAIR_ID) is required to sign URLs")
         if settings.private_key is None:
             raise BadInput("--private-key (or TFBULK_PRIVATE_KEY_FILE) is required to sign URLs")
-        key = load_private_key(settings.private_key)
-        return CloudFrontSigner(key, settings.key_pair_id, settings.expires)
+        return _cloudfront_signer(load_private_key(settings.private_key), settings)
     if settings.kind == "s3":
         lifetime = s3_lifetime(settings.expires)
         region = check_region(settings.region)
         credentials, _ = load_aws_credentials(settings.profile)
         return S3Signer(credentials, region, lifetime)
     raise BadInput(f"--signer {settings.kind!r} is not available; use cloudfront, s3 or none")
+
+
+def _cloudfront_signer(key: PrivateKey, settings: SignerSettings) -> Signer:
+    """Per-URL signatures (canned, or custom with conditions), or one shared policy when
+    `--policy-resource` is given; refused at once if this system cannot make them."""
+    assert settings.key_pair_id is not None
+    policy = settings.policy
+    if not can_sign(key, policy.hash_algorithm):
+        raise BadInput(
+            f"this system's crypto policy refuses {policy.hash_algorithm} signatures "
+            "(FIPS mode?); pass --hash-algorithm SHA256, which CloudFront accepts"
+        )
+    conditions = Conditions(policy.date_greater_than, policy.ip_address)
+    if policy.resource is None:
+        return CloudFrontSigner(
+            key, settings.key_pair_id, settings.expires, policy.hash_algorithm, conditions
+        )
+    return PolicySigner(
+        key,
+        settings.key_pair_id,
+        settings.expires,
+        ResourcePattern(policy.resource),
+        hash_algorithm=policy.hash_algorithm,
+        conditions=conditions,
+    )
 
 
 def s3_lifetime(expires: float) -> int:

@@ -109,6 +109,30 @@ CASES: dict[str, tuple[Callable[[Workspace], list[str]], str]] = {
     ),
     "ec p-384 key": (other_key(ec.generate_private_key(ec.SECP384R1()), "p384"), "secp384r1"),
     "ed25519 key": (other_key(ed25519.Ed25519PrivateKey.generate(), "ed"), "is Ed25519"),
+    "hash algorithm md5": (
+        lambda ws: [*ws.run_args(), "--hash-algorithm", "MD5"],
+        "--hash-algorithm 'MD5' is not SHA1 or SHA256",
+    ),
+    "ip address not a cidr": (
+        lambda ws: [*ws.run_args(), "--ip-address", "10.0.0.0/40"],
+        "--ip-address '10.0.0.0/40' is not an IP address range; use CIDR",
+    ),
+    "date not a time": (
+        lambda ws: [*ws.run_args(), "--date-greater-than", "tomorrow"],
+        "--date-greater-than: 'tomorrow' is not a time",
+    ),
+    "policy resource with a space": (
+        lambda ws: [*ws.run_args(), "--policy-resource", "http://h/a b/*"],
+        "--policy-resource 'http://h/a b/*' must be a URL pattern in printable ASCII",
+    ),
+    "policy flag without cloudfront": (
+        lambda ws: [*ws.run_args(), "--signer", "none", "--ip-address", "10.0.0.1"],
+        "--ip-address applies to --signer cloudfront only",
+    ),
+    "policy resource misses the urls": (
+        lambda ws: [*ws.run_args(), "--policy-resource", "https://other.example/*"],
+        "which --policy-resource https://other.example/* does not match",
+    ),
     "destination is a file": (
         lambda ws: (
             (ws.root / "file").write_text("x")

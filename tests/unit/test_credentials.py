@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
 
 from tfbulk.credentials import (
@@ -17,9 +17,12 @@ from tfbulk.credentials import (
     load_aws_credentials,
     load_private_key,
     load_public_key,
+    write_key_pair,
 )
 from tfbulk.errors import BadInput
-from tfbulk.settings import SignerSettings
+from tfbulk.settings import PolicySettings, SignerSettings
+from tfbulk.signing import CloudFrontSigner, PolicySigner, cloudfront
+from tfbulk.signing.policy import Conditions
 from tfbulk.signing.s3 import AwsCredentials, S3Signer
 
 SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
@@ -267,3 +270,42 @@ def test_other_keys_are_refused_naming_what_was_found(
         message = str(caught.value)
         assert found in message and advice in message and "\n" not in message
         assert "PRIVATE KEY" not in message
+
+
+@pytest.fixture(scope="module")
+def cf_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("cf")
+    write_key_pair(folder / "key.pem", folder / "key.pub", "ec")
+    return folder / "key.pem"
+
+
+def _cloudfront(key_file: Path, policy: PolicySettings) -> SignerSettings:
+    return SignerSettings(key_pair_id="KID", private_key=key_file, expires=90, policy=policy)
+
+
+def test_build_signer_follows_the_policy_flags(cf_key_file: Path) -> None:
+    canned = build_signer(_cloudfront(cf_key_file, PolicySettings("SHA256")))
+    assert isinstance(canned, CloudFrontSigner) and canned.hash_algorithm == "SHA256"
+    assert not canned.conditions.any
+    per_url = build_signer(_cloudfront(cf_key_file, PolicySettings(ip_address="10.0.0.0/8")))
+    assert isinstance(per_url, CloudFrontSigner)
+    assert per_url.conditions == Conditions(None, "10.0.0.0/8")
+    shared = build_signer(
+        _cloudfront(cf_key_file, PolicySettings(resource="https://h/*", date_greater_than=5))
+    )
+    assert isinstance(shared, PolicySigner) and shared.resource.text == "https://h/*"
+    assert shared.conditions == Conditions(5, None) and shared.lifetime == 90
+
+
+def test_a_system_that_refuses_sha1_fails_at_the_start(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Under FIPS mode the crypto library refuses SHA-1 signatures; stand in for that with a
+    hash it refuses for RSA here, so the refusal comes from the library itself."""
+    monkeypatch.setitem(cloudfront._HASHES, "SHA1", lambda: hashes.BLAKE2b(64))
+    write_key_pair(tmp_path / "k.pem", tmp_path / "k.pub")
+    with pytest.raises(BadInput, match=r"refuses SHA1 signatures .*--hash-algorithm SHA256"):
+        build_signer(_cloudfront(tmp_path / "k.pem", PolicySettings()))
+    assert isinstance(
+        build_signer(_cloudfront(tmp_path / "k.pem", PolicySettings("SHA256"))), CloudFrontSigner
+    )

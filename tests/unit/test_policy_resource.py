@@ -1,15 +1,19 @@
-"""Policy resources: `*` and `?` wildcards, matched as CloudFront matches them."""
+"""Policy resources (`*` and `?` wildcards) and the URLs a signature can cover at all."""
 
 from __future__ import annotations
 
 from functools import cache
+from urllib.parse import unquote
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.test_cloudfront import urls
-from tfbulk.signing.policy import ResourcePattern
+from tfbulk.errors import BadInput
+from tfbulk.settings import PolicySettings, SignerSettings
+from tfbulk.signing.policy import ResourcePattern, sent_as_is
+from tfbulk.urls import check_covered, check_sent_as_is, sign_target
 
 SETTINGS = settings(max_examples=400, deadline=None, database=None)
 
@@ -71,3 +75,56 @@ def test_many_stars_do_not_backtrack_for_ever() -> None:
 )
 def test_has_wildcards(pattern: str, wildcard: bool) -> None:
     assert ResourcePattern(pattern).has_wildcards is wildcard
+
+
+# -- what goes on the wire as written ----------------------------------------------------
+
+
+@SETTINGS
+@given(text=st.text(max_size=40))
+def test_only_sendable_urls_pass_and_the_suggestion_is_their_encoding(text: str) -> None:
+    url = f"https://h/{text}"
+    try:
+        assert check_sent_as_is(url) == url
+    except BadInput as exc:
+        message = str(exc)
+        assert "\n" not in message
+        suggestion = message.rsplit(": ", 1)[1]
+        assert sent_as_is(suggestion)
+        assert unquote(suggestion) == unquote(url)
+    else:
+        assert all("!" <= char <= "~" and char != "#" for char in url)
+
+
+@pytest.mark.parametrize(
+    ("url", "needle", "encoded"),
+    [
+        ("https://h/a b.mp4", "a space or a non-ASCII", "https://h/a%20b.mp4"),
+        ("https://h/café.mp4?x=1", "non-ASCII", "https://h/caf%C3%A9.mp4?x=1"),
+        ("https://h/a.mp4#t=10", "a fragment", "https://h/a.mp4%23t=10"),
+        ("https://h/a\tb.mp4", "a space", "https://h/a%09b.mp4"),
+    ],
+)
+def test_sign_refuses_urls_not_sent_as_written(url: str, needle: str, encoded: str) -> None:
+    with pytest.raises(BadInput, match=needle) as caught:
+        sign_target(url, SignerSettings())
+    assert str(caught.value).endswith(f": {encoded}")
+
+
+def test_sign_refuses_a_url_its_policy_resource_does_not_cover() -> None:
+    covered = SignerSettings(policy=PolicySettings(resource="https://h/videos/*"))
+    assert sign_target("https://h/videos/1.mp4", covered) == "https://h/videos/1.mp4"
+    with pytest.raises(BadInput, match=r"the URL is https://h/audio/1.mp4, which --policy-res"):
+        sign_target("https://h/audio/1.mp4", covered)
+
+
+def test_s3_and_unsigned_urls_are_not_checked_here() -> None:
+    assert sign_target("https://h/a b", SignerSettings(kind="none")) == "https://h/a b"
+
+
+def test_check_covered_names_the_first_url_outside() -> None:
+    urls_ = [("segment 1", "https://h/a/1.mp4"), ("segment 2", "https://h/b/2.mp4")]
+    check_covered(None, urls_)
+    check_covered("https://h/*", urls_)
+    with pytest.raises(BadInput, match=r"^segment 2 is https://h/b/2.mp4, which --policy"):
+        check_covered("https://h/a/*", urls_)

@@ -15,6 +15,14 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
+_SENT_AS_IS = re.compile(r"[!-\"$-~]+")  # printable ASCII but `#`
+
+
+def sent_as_is(text: str) -> bool:
+    """Whether a URL (or a Resource) goes on the wire as written: printable ASCII, no space,
+    no `#` (a fragment never leaves the client). CloudFront compares what it received."""
+    return _SENT_AS_IS.fullmatch(text) is not None
+
 
 @dataclass(frozen=True)
 class Conditions:
