@@ -247,6 +247,26 @@ def test_cloudfront_keys_load(tmp_path: Path, make: Callable[[], object], descri
 
 
 @pytest.mark.parametrize(
+    ("key", "header"),
+    [
+        (rsa.generate_private_key(65537, 2048), b"-----BEGIN RSA PRIVATE KEY-----"),
+        (ec.generate_private_key(ec.SECP256R1()), b"-----BEGIN EC PRIVATE KEY-----"),
+    ],
+    ids=["pkcs1", "sec1"],
+)
+def test_traditional_pem_loads_too(tmp_path: Path, key: object, header: bytes) -> None:
+    """`openssl genrsa` (older) and `openssl ecparam -genkey` write these, not PKCS#8."""
+    pem = key.private_bytes(  # type: ignore[attr-defined]
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    assert pem.startswith(header)
+    (tmp_path / "k.pem").write_bytes(pem)
+    assert describe_key(load_private_key(tmp_path / "k.pem")) == describe_key(key)
+
+
+@pytest.mark.parametrize(
     ("make", "found"),
     [
         (lambda: rsa.generate_private_key(65537, 1024), "is RSA 1024-bit"),
