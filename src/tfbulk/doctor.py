@@ -177,7 +177,7 @@ def _signing_checks(settings: RunSettings, found: _Findings) -> list[Check]:
                 f"{redact(url)} (valid {human_duration(signer.expires)})",
             )
         )
-    if signer.policy.resource is not None:
+    if signer.policy.resource is not None and found.rows:
         checks.append(_coverage_check(signer.policy.resource, found))
     return checks
 

@@ -231,6 +231,13 @@ def test_ipv6_ranges_are_enforced(key: PrivateKey) -> None:
     assert verify_cloudfront(signed, keys_of(key), NOW, "127.0.0.1") is not None
 
 
+def test_an_ipv4_peer_of_a_dual_stack_socket_counts_as_ipv4(key: PrivateKey) -> None:
+    loopback = Conditions(ip_address="127.0.0.0/8")
+    signed = _policy_url(key, "https://h/1.mp4", "https://h/*", loopback)
+    assert verify_cloudfront(signed, keys_of(key), NOW, "::ffff:127.0.0.1") is None
+    assert verify_cloudfront(signed, keys_of(key), NOW, "::ffff:10.0.0.1") is not None
+
+
 @pytest.mark.parametrize(
     ("document", "reason"),
     [
@@ -240,11 +247,11 @@ def test_ipv6_ranges_are_enforced(key: PrivateKey) -> None:
         (b'{"Statement":[{"Resource":"*","Condition":{}}]}', "no DateLessThan"),
         (
             b'{"Statement":[{"Resource":"*","Condition":{"DateLessThan":{"AWS:EpochTime":"9"}}}]}',
-            "AWS:EpochTime must be a int",
+            "AWS:EpochTime must be a whole number",
         ),
         (
             b'{"Statement":[{"Resource":7,"Condition":{"DateLessThan":{"AWS:EpochTime":9}}}]}',
-            "Resource must be a str",
+            "Resource must be a string",
         ),
         (
             b'{"Statement":[{"Condition":{"DateLessThan":{"AWS:EpochTime":true}}}]}',

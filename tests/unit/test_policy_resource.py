@@ -69,14 +69,6 @@ def test_many_stars_do_not_backtrack_for_ever() -> None:
     assert ResourcePattern("https://h/****/x").matches("https://h/a/b/x")
 
 
-@pytest.mark.parametrize(
-    ("pattern", "wildcard"),
-    [("https://h/*", True), ("https://h/?.mp4", True), ("https://h/", False)],
-)
-def test_has_wildcards(pattern: str, wildcard: bool) -> None:
-    assert ResourcePattern(pattern).has_wildcards is wildcard
-
-
 # -- what goes on the wire as written ----------------------------------------------------
 
 

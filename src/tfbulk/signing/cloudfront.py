@@ -96,14 +96,7 @@ def _tail(signature: bytes, key_pair_id: str, hash_algorithm: str) -> str:
     return tail if hash_algorithm == "SHA1" else f"{tail}&Hash-Algorithm={hash_algorithm}"
 
 
-def canned_params(
-    url: str, expires: int, key: PrivateKey, key_pair_id: str, hash_algorithm: str = "SHA1"
-) -> str:
-    signature = sign_bytes(key, canned_policy(url, expires), hash_algorithm)
-    return f"Expires={expires}&{_tail(signature, key_pair_id, hash_algorithm)}"
-
-
-def custom_params(
+def _custom_params(
     policy: bytes, key: PrivateKey, key_pair_id: str, hash_algorithm: str = "SHA1"
 ) -> str:
     signature = sign_bytes(key, policy, hash_algorithm)
@@ -114,7 +107,8 @@ def sign_canned(
     url: str, expires: int, key: PrivateKey, key_pair_id: str, hash_algorithm: str = "SHA1"
 ) -> str:
     """Append `Expires`, `Signature` and `Key-Pair-Id` to `url` (with `&` if it has a query)."""
-    return _append(url, canned_params(url, expires, key, key_pair_id, hash_algorithm))
+    signature = sign_bytes(key, canned_policy(url, expires), hash_algorithm)
+    return _append(url, f"Expires={expires}&{_tail(signature, key_pair_id, hash_algorithm)}")
 
 
 def sign_custom(
@@ -122,7 +116,7 @@ def sign_custom(
 ) -> str:
     """Append `Policy`, `Signature` and `Key-Pair-Id`: botocore's `generate_presigned_url(url,
     policy=...)`."""
-    return _append(url, custom_params(policy, key, key_pair_id, hash_algorithm))
+    return _append(url, _custom_params(policy, key, key_pair_id, hash_algorithm))
 
 
 # -- signers ------------------------------------------------------------------------------
@@ -185,7 +179,7 @@ class PolicySigner:
                 policy = custom_policy(
                     self.resource.text, int(now + self.lifetime), self.conditions
                 )
-                params = custom_params(policy, self.key, self.key_pair_id, self.hash_algorithm)
+                params = _custom_params(policy, self.key, self.key_pair_id, self.hash_algorithm)
                 self._cached = (now, params)
             return params
 

@@ -67,10 +67,6 @@ class ResourcePattern:
         self.text = text
         self._pieces = [(_piece(part), len(part)) for part in text.split("*")]
 
-    @property
-    def has_wildcards(self) -> bool:
-        return "*" in self.text or "?" in self.text
-
     def matches(self, url: str) -> bool:
         if len(self._pieces) == 1:
             return self._pieces[0][0].fullmatch(url) is not None
@@ -115,7 +111,12 @@ class Statement:
 
 
 def _within(client: str, cidr: str) -> bool:
-    return ipaddress.ip_address(client) in ipaddress.ip_network(cidr, strict=False)
+    """Whether `client` is in `cidr`; an IPv4 peer of a dual-stack socket (`::ffff:a.b.c.d`)
+    counts as the IPv4 address it is."""
+    address = ipaddress.ip_address(client)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address in ipaddress.ip_network(cidr, strict=False)
 
 
 def parse_policy(document: bytes) -> Statement:
@@ -143,7 +144,7 @@ def parse_policy(document: bytes) -> Statement:
 
 def _epoch(value: object) -> int:
     epoch = _field(value, "AWS:EpochTime", int)
-    if isinstance(epoch, bool):
+    if isinstance(epoch, bool):  # JSON true is a Python int too
         raise ValueError("malformed Policy: AWS:EpochTime must be a whole number")
     return epoch
 
@@ -161,5 +162,6 @@ def _field(value: object, name: str, kind: type[T], default: T | None = None) ->
     """`value[name]` if `value` is a JSON object holding a `kind` there (or `default`)."""
     found = value.get(name, default) if isinstance(value, dict) else None
     if not isinstance(found, kind):
-        raise ValueError(f"malformed Policy: {name} must be a {kind.__name__}")
+        what = "a whole number" if kind is int else "a string"
+        raise ValueError(f"malformed Policy: {name} must be {what}")
     return found
