@@ -1,4 +1,4 @@
-"""Shared fixtures: a throw-away key pair, the signature-checking origin, a workspace.
+"""Shared fixtures: throw-away key pairs, the signature-checking origin, a workspace.
 
 End-to-end tests drive the real `tfbulk` CLI in a subprocess against the real origin on
 127.0.0.1, so exit codes, signals and stdout/stderr are exactly what users get.
@@ -17,38 +17,49 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tfbulk.credentials import write_key_pair
 from tfbulk.origin import Origin, SyntheticContent
 from tfbulk.plan import video_key
 from tfbulk.sample import SampleCourse, guitar_catalogue, write_snapshot
+from tfbulk.signing.cloudfront import PrivateKey, PublicKey
 
-KEY_PAIR_ID = "KTESTKEYPAIRID"
+KEY_PAIR_ID = "KTESTKEYPAIRID"  # the origin knows it as the RSA key's
+EC_KEY_PAIR_ID = "KTESTECDSAP256"  # and this one as the ECDSA key's
 
 
 @dataclass(frozen=True)
 class Keys:
     private: Path
     public_file: Path
-    key: rsa.RSAPrivateKey
+    key: PrivateKey
 
     @property
-    def public(self) -> rsa.RSAPublicKey:
+    def public(self) -> PublicKey:
         return self.key.public_key()
+
+
+def _key_pair(factory: pytest.TempPathFactory, kind: str) -> Keys:
+    folder = factory.mktemp(f"keys-{kind}")
+    key = write_key_pair(folder / "private.pem", folder / "public.pem", kind)  # type: ignore[arg-type]
+    return Keys(folder / "private.pem", folder / "public.pem", key)
 
 
 @pytest.fixture(scope="session")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
-    folder = tmp_path_factory.mktemp("keys")
-    key = write_key_pair(folder / "private.pem", folder / "public.pem")
-    return Keys(folder / "private.pem", folder / "public.pem", key)
+    return _key_pair(tmp_path_factory, "rsa")
+
+
+@pytest.fixture(scope="session")
+def ec_keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+    return _key_pair(tmp_path_factory, "ec")
 
 
 @pytest.fixture
-def origin(keys: Keys) -> Iterator[Origin]:
+def origin(keys: Keys, ec_keys: Keys) -> Iterator[Origin]:
     content = SyntheticContent(min_size=2048, max_size=48 * 1024)
-    with Origin(content=content, public_keys={KEY_PAIR_ID: keys.public}) as server:
+    public_keys = {KEY_PAIR_ID: keys.public, EC_KEY_PAIR_ID: ec_keys.public}
+    with Origin(content=content, public_keys=public_keys) as server:
         yield server
 
 

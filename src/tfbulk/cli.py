@@ -28,6 +28,7 @@ from tfbulk.display.summary import (
 )
 from tfbulk.errors import BadInput, TfbulkError
 from tfbulk.settings import (
+    CANNED_SHA1,
     DEFAULT_EXPIRES,
     DEFAULT_KEY_TEMPLATE,
     DEFAULT_LEASE,
@@ -37,6 +38,7 @@ from tfbulk.settings import (
     DEFAULT_URL_TEMPLATE,
     SIGNERS,
     Network,
+    PolicySettings,
     RunSettings,
     Scope,
     Sharing,
@@ -49,6 +51,7 @@ from tfbulk.settings import (
     check_positive,
     parse_duration,
     parse_size,
+    policy_settings,
     resolve_state,
 )
 from tfbulk.state import Store, WorkerStatus, open_store
@@ -119,7 +122,42 @@ KeyPairId = Annotated[
 PrivateKey = Annotated[
     Path | None,
     typer.Option(
-        "--private-key", envvar="TFBULK_PRIVATE_KEY_FILE", help="PEM RSA private key file."
+        "--private-key",
+        envvar="TFBULK_PRIVATE_KEY_FILE",
+        help="PEM private key file: RSA (2048 bits or more) or ECDSA P-256.",
+    ),
+]
+HashAlgorithm = Annotated[
+    str | None,
+    typer.Option(
+        "--hash-algorithm",
+        envvar="TFBULK_HASH_ALGORITHM",
+        help="CloudFront signature hash: SHA1 (default) or SHA256.",
+        show_default=False,
+    ),
+]
+PolicyResource = Annotated[
+    str | None,
+    typer.Option(
+        "--policy-resource",
+        envvar="TFBULK_POLICY_RESOURCE",
+        help="Custom policy for every URL matching this pattern (* and ? wildcards).",
+    ),
+]
+DateGreaterThan = Annotated[
+    str | None,
+    typer.Option(
+        "--date-greater-than",
+        envvar="TFBULK_DATE_GREATER_THAN",
+        help="Custom policy: not valid before this time (Unix seconds or ISO-8601).",
+    ),
+]
+IpAddress = Annotated[
+    str | None,
+    typer.Option(
+        "--ip-address",
+        envvar="TFBULK_IP_ADDRESS",
+        help="Custom policy: only for clients in this range (CIDR).",
     ),
 ]
 Expires = Annotated[
@@ -215,9 +253,12 @@ def _signer_settings(
     endpoint_url: str | None = None,
     key_template: str = DEFAULT_KEY_TEMPLATE,
     profile: str | None = None,
+    policy: PolicySettings = CANNED_SHA1,
 ) -> SignerSettings:
     if signer not in SIGNERS:
         raise BadInput(f"--signer {signer!r} is not one of {', '.join(SIGNERS)}")
+    if signer != "cloudfront" and policy.flags():
+        raise BadInput(f"{policy.flags()[0]} applies to --signer cloudfront only; drop it")
     lifetime = parse_duration(expires, "--expires")
     if lifetime > LONG_EXPIRES and not (signer == "s3" and lifetime > S3_MAX_EXPIRES):
         _print_warnings(
@@ -236,6 +277,7 @@ def _signer_settings(
         endpoint_url=endpoint_url,
         key_template=key_template,
         profile=profile,
+        policy=policy,
     )
 
 
@@ -375,6 +417,10 @@ def run_command(
     key_pair_id: KeyPairId = None,
     private_key: PrivateKey = None,
     expires: Expires = DEFAULT_EXPIRES,
+    hash_algorithm: HashAlgorithm = None,
+    policy_resource: PolicyResource = None,
+    date_greater_than: DateGreaterThan = None,
+    ip_address: IpAddress = None,
     bucket: Bucket = None,
     region: Region = DEFAULT_REGION,
     endpoint_url: EndpointUrl = None,
@@ -421,6 +467,7 @@ def run_command(
             endpoint_url=endpoint_url,
             key_template=key_template,
             profile=profile,
+            policy=policy_settings(hash_algorithm, policy_resource, date_greater_than, ip_address),
         ),
         scope=Scope(
             courses=frozenset(course or ()),
@@ -731,6 +778,10 @@ def sign_command(
         int | None,
         typer.Option("--expires-at", help="Absolute expiry (Unix time) instead of --expires."),
     ] = None,
+    hash_algorithm: HashAlgorithm = None,
+    policy_resource: PolicyResource = None,
+    date_greater_than: DateGreaterThan = None,
+    ip_address: IpAddress = None,
     bucket: Bucket = None,
     region: Region = DEFAULT_REGION,
     endpoint_url: EndpointUrl = None,
@@ -749,6 +800,7 @@ def sign_command(
         region=region,
         endpoint_url=endpoint_url,
         profile=profile,
+        policy=policy_settings(hash_algorithm, policy_resource, date_greater_than, ip_address),
     )
     target = sign_target(url, settings)
     built = build_signer(settings)
@@ -773,6 +825,10 @@ def doctor_command(
     key_pair_id: KeyPairId = None,
     private_key: PrivateKey = None,
     expires: Expires = DEFAULT_EXPIRES,
+    hash_algorithm: HashAlgorithm = None,
+    policy_resource: PolicyResource = None,
+    date_greater_than: DateGreaterThan = None,
+    ip_address: IpAddress = None,
     bucket: Bucket = None,
     region: Region = DEFAULT_REGION,
     endpoint_url: EndpointUrl = None,
@@ -802,6 +858,7 @@ def doctor_command(
             endpoint_url=endpoint_url,
             key_template=key_template,
             profile=profile,
+            policy=policy_settings(hash_algorithm, policy_resource, date_greater_than, ip_address),
         ),
         scope=Scope(courses=frozenset(course or ()), segments=frozenset(segment or ())),
         network=_network(http, ca_bundle, max_file_size),

@@ -11,13 +11,16 @@ import os
 import re
 import stat
 from pathlib import Path
+from typing import Literal
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from tfbulk.errors import BadInput
 from tfbulk.settings import SignerSettings
-from tfbulk.signing import CloudFrontSigner, Signer, Unsigned
+from tfbulk.signing import CloudFrontSigner, PolicySigner, Signer, Unsigned
+from tfbulk.signing.cloudfront import PrivateKey, PublicKey, can_sign
+from tfbulk.signing.policy import Conditions, ResourcePattern
 from tfbulk.signing.s3 import MAX_EXPIRES, AwsCredentials, S3Signer
 
 # Profile settings that get credentials some other way than static keys.
@@ -29,10 +32,13 @@ _NOT_STATIC = (
     "web_identity_token_file",
 )
 _REGION = re.compile(r"[A-Za-z0-9_-]+")
+MIN_RSA_BITS = 2048
+KEY_ADVICE = "CloudFront takes RSA of 2048 bits or more, or ECDSA P-256 (see docs/signers.md)"
 
 
-def load_private_key(path: Path) -> rsa.RSAPrivateKey:
-    """Read a PEM RSA private key, with a message that says what is wrong and how to fix it."""
+def load_private_key(path: Path) -> PrivateKey:
+    """Read a PEM private key CloudFront can use (RSA 2048+ or ECDSA P-256), with a message
+    that says what is wrong and how to fix it."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -50,22 +56,37 @@ def load_private_key(path: Path) -> rsa.RSAPrivateKey:
             f"private key {path} is not a PEM private key; "
             "use the CloudFront key pair's private key (-----BEGIN ... PRIVATE KEY-----)"
         ) from None
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise BadInput(f"private key {path} is not an RSA key; CloudFront signs with RSA")
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) or not _usable(key):
+        raise BadInput(f"private key {path} is {describe_key(key)}; {KEY_ADVICE}")
     return key
 
 
-def load_public_key(path: Path) -> rsa.RSAPublicKey:
-    """Read a PEM RSA public key (the origin's side of a key pair)."""
+def load_public_key(path: Path) -> PublicKey:
+    """Read a PEM public key (the origin's side of a key pair): RSA 2048+ or ECDSA P-256."""
     try:
         key = serialization.load_pem_public_key(path.read_bytes())
     except OSError as exc:
         raise BadInput(f"public key {path}: {exc.strerror}") from None
     except ValueError:
         raise BadInput(f"public key {path} is not a PEM public key") from None
-    if not isinstance(key, rsa.RSAPublicKey):
-        raise BadInput(f"public key {path} is not an RSA key")
+    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey) or not _usable(key):
+        raise BadInput(f"public key {path} is {describe_key(key)}; {KEY_ADVICE}")
     return key
+
+
+def _usable(key: PrivateKey | PublicKey) -> bool:
+    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
+        return key.key_size >= MIN_RSA_BITS
+    return isinstance(key.curve, ec.SECP256R1)
+
+
+def describe_key(key: object) -> str:
+    """What a key is, for messages and doctor: `RSA 2048-bit`, `ECDSA P-256`, `Ed25519`."""
+    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
+        return "ECDSA P-256" if isinstance(key.curve, ec.SECP256R1) else f"ECDSA {key.curve.name}"
+    kind = type(key).__name__.removesuffix("PrivateKey").removesuffix("PublicKey")
+    size = getattr(key, "key_size", None)
+    return f"{kind} {size}-bit" if size else kind
 
 
 def is_world_readable(path: Path) -> bool:
@@ -82,14 +103,38 @@ def build_signer(settings: SignerSettings) -> Signer:
             raise BadInput("--key-pair-id (or TFBULK_KEY_PAIR_ID) is required to sign URLs")
         if settings.private_key is None:
             raise BadInput("--private-key (or TFBULK_PRIVATE_KEY_FILE) is required to sign URLs")
-        key = load_private_key(settings.private_key)
-        return CloudFrontSigner(key, settings.key_pair_id, settings.expires)
+        return _cloudfront_signer(load_private_key(settings.private_key), settings)
     if settings.kind == "s3":
         lifetime = s3_lifetime(settings.expires)
         region = check_region(settings.region)
         credentials, _ = load_aws_credentials(settings.profile)
         return S3Signer(credentials, region, lifetime)
     raise BadInput(f"--signer {settings.kind!r} is not available; use cloudfront, s3 or none")
+
+
+def _cloudfront_signer(key: PrivateKey, settings: SignerSettings) -> Signer:
+    """Per-URL signatures (canned, or custom with conditions), or one shared policy when
+    `--policy-resource` is given; refused at once if this system cannot make them."""
+    assert settings.key_pair_id is not None
+    policy = settings.policy
+    if not can_sign(key, policy.hash_algorithm):
+        raise BadInput(
+            f"this system's crypto policy refuses {policy.hash_algorithm} signatures "
+            "(FIPS mode?); pass --hash-algorithm SHA256, which CloudFront accepts"
+        )
+    conditions = Conditions(policy.date_greater_than, policy.ip_address)
+    if policy.resource is None:
+        return CloudFrontSigner(
+            key, settings.key_pair_id, settings.expires, policy.hash_algorithm, conditions
+        )
+    return PolicySigner(
+        key,
+        settings.key_pair_id,
+        settings.expires,
+        ResourcePattern(policy.resource),
+        hash_algorithm=policy.hash_algorithm,
+        conditions=conditions,
+    )
 
 
 def s3_lifetime(expires: float) -> int:
@@ -218,9 +263,15 @@ def _read_ini(path: Path) -> configparser.RawConfigParser:
     return parser
 
 
-def write_key_pair(private_path: Path, public_path: Path, bits: int = 2048) -> rsa.RSAPrivateKey:
-    """A throw-away RSA key pair (demo, tests); the private half is written 0600."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+def write_key_pair(
+    private_path: Path, public_path: Path, kind: Literal["rsa", "ec"] = "rsa"
+) -> PrivateKey:
+    """A throw-away RSA 2048 or ECDSA P-256 key pair (demo, tests); the private half is 0600."""
+    key: PrivateKey = (
+        rsa.generate_private_key(public_exponent=65537, key_size=MIN_RSA_BITS)
+        if kind == "rsa"
+        else ec.generate_private_key(ec.SECP256R1())
+    )
     pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import anyio
 import httpx
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tfbulk import __version__
 from tfbulk.credentials import (
     build_signer,
+    describe_key,
     is_world_readable,
     load_aws_credentials,
     load_private_key,
@@ -27,16 +29,17 @@ from tfbulk.destination import write_problem
 from tfbulk.display.format import counted, human_bytes, human_duration
 from tfbulk.errors import BadInput, TfbulkError
 from tfbulk.fetch import USER_AGENT, open_transport
-from tfbulk.plan import PlanRow, PlanStats, Segment, Template, plan_rows, video_key
+from tfbulk.plan import PlanRow, PlanStats, Template, plan_rows
 from tfbulk.retry import FORBIDDEN_HINTS
-from tfbulk.settings import RunSettings, Tuning
+from tfbulk.settings import PolicySettings, RunSettings, Tuning
 from tfbulk.signing import Signer, redact
+from tfbulk.signing.cloudfront import PrivateKey, can_sign
 from tfbulk.snapshot import Snapshot
 from tfbulk.state import open_store, store_exists
 from tfbulk.state.lock import RunLock
 from tfbulk.state.sqlite import SCHEMA_VERSION
 from tfbulk.state.url import is_postgres_url, redact_url
-from tfbulk.urls import SegmentUrl, segment_urls
+from tfbulk.urls import SegmentUrl, check_covered, segment_urls
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 PG_ADVICE = "check the URL and password, and that PostgreSQL is up and lets this host in"
@@ -174,6 +177,8 @@ def _signing_checks(settings: RunSettings, found: _Findings) -> list[Check]:
                 f"{redact(url)} (valid {human_duration(signer.expires)})",
             )
         )
+    if signer.policy.resource is not None and found.rows:
+        checks.append(_coverage_check(signer.policy.resource, found))
     return checks
 
 
@@ -210,9 +215,8 @@ def _key_checks(settings: RunSettings) -> list[Check]:
                 "signing", "private key", FAIL, str(exc), "export the key pair's private key as PEM"
             ),
         ]
-    checks.append(
-        Check("signing", "private key", OK, f"{signer.private_key}: RSA {key.key_size}-bit")
-    )
+    checks.append(Check("signing", "private key", OK, f"{signer.private_key}: {describe_key(key)}"))
+    checks += _signature_checks(key, signer.policy)
     if is_world_readable(signer.private_key):
         checks.append(
             Check(
@@ -226,6 +230,70 @@ def _key_checks(settings: RunSettings) -> list[Check]:
     return checks
 
 
+def _signature_checks(key: PrivateKey, policy: PolicySettings) -> list[Check]:
+    """Which signature, over which policy; and whether this system can make it at all."""
+    algorithm = "RSA" if isinstance(key, rsa.RSAPrivateKey) else "ECDSA"
+    detail = f"{algorithm} with {policy.hash_algorithm}, {_policy_kind(policy)}"
+    checks = [Check("signing", "signature", OK, detail)]
+    if policy.hash_algorithm == "SHA1" and not can_sign(key, "SHA1"):
+        checks.append(
+            Check(
+                "signing",
+                "SHA-1 signatures",
+                WARN,
+                "this system's crypto policy refuses SHA-1 signatures (FIPS mode?)",
+                "pass --hash-algorithm SHA256: CloudFront accepts it, and it works here",
+            )
+        )
+    start = policy.date_greater_than
+    if start is not None and start > time.time():
+        checks.append(
+            Check(
+                "signing",
+                "policy start",
+                WARN,
+                f"--date-greater-than is {human_duration(start - time.time())} from now: "
+                "CloudFront refuses every request until then",
+                "drop --date-greater-than, or run after that time",
+            )
+        )
+    return checks
+
+
+def _policy_kind(policy: PolicySettings) -> str:
+    conditions = [
+        f"{name} {value}"
+        for name, value in (
+            ("DateGreaterThan", _utc(policy.date_greater_than)),
+            ("IpAddress", policy.ip_address),
+        )
+        if value is not None
+    ]
+    suffix = f" ({', '.join(conditions)})" if conditions else ""
+    if policy.resource is not None:
+        return f"one custom policy for {policy.resource}, re-signed every second{suffix}"
+    return f"a custom policy per URL{suffix}" if conditions else "a canned policy per URL"
+
+
+def _utc(epoch: int | None) -> str | None:
+    return None if epoch is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def _coverage_check(resource: str, found: _Findings) -> Check:
+    """Every planned URL must match the policy's Resource, or `run` refuses to start."""
+    urls = [(f"segment {row.segment_id}", _url_of(row, found.url_of)) for row in found.rows]
+    try:
+        check_covered(resource, urls)
+    except BadInput as exc:
+        return Check("signing", "policy resource covers the URLs", FAIL, str(exc))
+    return Check(
+        "signing",
+        "policy resource covers the URLs",
+        OK,
+        f"{resource} matches all {counted(len(urls), 'planned URL')}",
+    )
+
+
 def _aws_credentials_check(profile: str | None) -> Check:
     """Where the S3 credentials come from (never what they are)."""
     try:
@@ -237,8 +305,7 @@ def _aws_credentials_check(profile: str | None) -> Check:
 
 def _url_of(row: PlanRow, url_of: SegmentUrl | None) -> str:
     assert url_of is not None
-    key = video_key(row.video) or ""
-    return url_of(Segment(row.segment_id, row.course_id, row.channel_id, key))
+    return url_of(row.segment())
 
 
 # -- state DB -----------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """A local origin that behaves like CloudFront in front of a video bucket.
 
-It checks canned-policy signatures with the public key, or S3 SigV4 presigned URLs with
-the secret keys (403 with S3's XML error on a bad or expired one),
+It checks CloudFront signatures with the public keys (RSA or ECDSA, SHA-1 or SHA-256,
+canned or custom policies, with wildcards, DateGreaterThan and IpAddress against the
+connection's peer address), or S3 SigV4 presigned URLs with the secret keys (403 with the
+reason in an S3-style XML error on a bad or expired one),
 serves deterministic video-like bodies (or real files) with ETag, Last-Modified, Range and
 If-Range, throttles per connection, injects faults per path, and logs every request.
 The test suite, `tfbulk demo` and `tfbulk origin` all run this same server.
@@ -26,9 +28,8 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import h11
-from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tfbulk.signing.cloudfront import verify_canned
+from tfbulk.signing.cloudfront import PublicKey, verify_cloudfront
 from tfbulk.signing.s3 import Refusal, verify_presigned
 
 BLOCK = 64 * 1024
@@ -200,6 +201,8 @@ class RequestRecord:
     path: str
     range: str | None
     if_range: str | None
+    query: str = ""
+    client: str = ""
     status: int = 0
     sent: int = 0
     reason: str = ""
@@ -217,7 +220,7 @@ class Origin:
         self,
         *,
         content: SyntheticContent | DirectoryContent | None = None,
-        public_keys: dict[str, rsa.RSAPublicKey] | None = None,
+        public_keys: dict[str, PublicKey] | None = None,
         speed: float | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -322,12 +325,13 @@ class Origin:
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = h11.Connection(h11.SERVER)
+        client = writer.get_extra_info("peername")[0]
         try:
             while True:
                 request = await _next_request(conn, reader)
                 if request is None:
                     break
-                keep = await self._respond(conn, writer, request)
+                keep = await self._respond(conn, writer, request, client)
                 if not keep or conn.our_state is h11.MUST_CLOSE:
                     break
                 conn.start_next_cycle()
@@ -340,17 +344,19 @@ class Origin:
                 writer.close()
 
     async def _respond(
-        self, conn: h11.Connection, writer: asyncio.StreamWriter, request: h11.Request
+        self, conn: h11.Connection, writer: asyncio.StreamWriter, request: h11.Request, client: str
     ) -> bool:
         target = request.target.decode("latin-1")
         headers = {k.decode().lower(): v.decode("latin-1") for k, v in request.headers}
-        path = target.split("?", 1)[0]
+        path, _, query = target.partition("?")
         record = RequestRecord(
             self.clock(),
             request.method.decode(),
             path,
             headers.get("range"),
             headers.get("if-range"),
+            query,
+            client,
         )
         with self._lock:
             self.log.append(record)
@@ -377,7 +383,7 @@ class Origin:
             await asyncio.sleep(fault.delay)
         if record.method not in ("GET", "HEAD"):
             return await self._simple(conn, writer, record, 405, "method not allowed")
-        refusal = self._check_signature(record.method, target, headers)
+        refusal = self._check_signature(record, target, headers)
         if refusal:
             return await self._simple(
                 conn, writer, record, refusal.status, refusal.message, code=refusal.code
@@ -396,16 +402,20 @@ class Origin:
             return await self._simple(conn, writer, record, 404, "no such object")
         return await self._object(conn, writer, record, headers, size, fault)
 
-    def _check_signature(self, method: str, target: str, headers: dict[str, str]) -> Refusal | None:
-        """S3 checks SigV4 query signatures, CloudFront canned policies; this origin may do
+    def _check_signature(
+        self, record: RequestRecord, target: str, headers: dict[str, str]
+    ) -> Refusal | None:
+        """S3 checks SigV4 query signatures, CloudFront its signed URLs; this origin may do
         either or both (then the URL's parameters say which one it is)."""
         url = f"http://{headers.get('host', f'{self.host}:{self.port}')}{target}"
-        sigv4 = "X-Amz-Algorithm=" in target.partition("?")[2]
-        if self.s3_credentials is not None and (sigv4 or self.public_keys is None):
-            return verify_presigned(method, url, self.s3_credentials, self.clock(), self.s3_region)
+        now = self.clock()
+        if self.s3_credentials is not None and (
+            "X-Amz-Algorithm=" in record.query or self.public_keys is None
+        ):
+            return verify_presigned(record.method, url, self.s3_credentials, now, self.s3_region)
         if self.public_keys is None:
             return None
-        reason = verify_canned(url, self.public_keys, self.clock())
+        reason = verify_cloudfront(url, self.public_keys, now, record.client)
         return Refusal("AccessDenied", reason) if reason else None
 
     def _take_fault(self, path: str) -> Fault | None:

@@ -133,6 +133,11 @@ class PlanRow:
     path: str | None
     error: str | None
 
+    def segment(self) -> Segment:
+        """What the URL template is rendered from."""
+        key = video_key(self.video) or ""
+        return Segment(self.segment_id, self.course_id, self.channel_id, key)
+
 
 @dataclass
 class PlanStats:

@@ -34,7 +34,7 @@ from tfbulk.signing import Signer
 from tfbulk.snapshot import Snapshot
 from tfbulk.state import Store, Summary, open_store, store_exists
 from tfbulk.state.url import is_postgres_url
-from tfbulk.urls import SegmentUrl, segment_urls
+from tfbulk.urls import SegmentUrl, check_covered, segment_urls
 from tfbulk.writer import DiskWriter
 
 FAILURES_SHOWN = 20  # the summary lists these; `tfbulk failed` lists all
@@ -50,12 +50,27 @@ class _Inputs:
 
 
 def _validated(settings: RunSettings) -> _Inputs:
-    """Check every input (templates, bucket, key, snapshot) before anything is written."""
+    """Check every input (templates, bucket, key, snapshot, the URLs a policy must cover)
+    before anything is written."""
     url_of = segment_urls(settings.url_template, settings.signer)
     path_template = Template(settings.path_template, "--path-template")
     signer = build_signer(settings.signer)
     snapshot = Snapshot.open(settings.snapshot)
+    try:
+        urls = _planned_urls(settings, snapshot, path_template, url_of)
+        check_covered(settings.signer.policy.resource, urls)
+    except BadInput:
+        snapshot.close()
+        raise
     return _Inputs(snapshot, signer, url_of, path_template)
+
+
+def _planned_urls(
+    settings: RunSettings, snapshot: Snapshot, path_template: Template, url_of: SegmentUrl
+) -> Iterator[tuple[str, str]]:
+    """("segment ID", unsigned URL) of every segment the run would plan (read lazily)."""
+    for row in plan_rows(snapshot.segments(), settings.scope, path_template, PlanStats()):
+        yield f"segment {row.segment_id}", url_of(row.segment())
 
 
 def dry_run(settings: RunSettings) -> DryRunReport:

@@ -6,12 +6,16 @@ run without going through argument parsing.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tfbulk.errors import BadInput
+from tfbulk.signing.cloudfront import HASH_ALGORITHMS
+from tfbulk.signing.policy import sent_as_is
 
 DEFAULT_URL_TEMPLATE = "https://d2kum0w8xvhbpf.cloudfront.net/truefire/{segment_id}.mp4"
 DEFAULT_PATH_TEMPLATE = "{course_id}/{segment_id}.mp4"
@@ -51,6 +55,105 @@ def parse_duration(text: str, what: str) -> float:
 
 
 @dataclass(frozen=True)
+class PolicySettings:
+    """CloudFront's hash and policy flags; the defaults make a canned SHA-1 signature.
+
+    Any of `resource`, `date_greater_than` or `ip_address` makes the policy custom; with
+    `resource` one signed policy serves every URL it matches.
+    """
+
+    hash_algorithm: str = "SHA1"
+    resource: str | None = None
+    date_greater_than: int | None = None
+    ip_address: str | None = None
+
+    @property
+    def is_custom(self) -> bool:
+        return (self.resource, self.date_greater_than, self.ip_address) != (None, None, None)
+
+    def flags(self) -> list[str]:
+        """The flags that differ from the defaults, for messages about them."""
+        given = {
+            "--hash-algorithm": self.hash_algorithm != "SHA1",
+            "--policy-resource": self.resource is not None,
+            "--date-greater-than": self.date_greater_than is not None,
+            "--ip-address": self.ip_address is not None,
+        }
+        return [flag for flag, is_given in given.items() if is_given]
+
+
+CANNED_SHA1 = PolicySettings()
+
+
+def policy_settings(
+    hash_algorithm: str | None,
+    resource: str | None,
+    date_greater_than: str | None,
+    ip_address: str | None,
+) -> PolicySettings:
+    """Check the CloudFront policy flags once, at the edge, each error naming its flag."""
+    return PolicySettings(
+        hash_algorithm=check_hash_algorithm(hash_algorithm or "SHA1"),
+        resource=check_policy_resource(resource) if resource is not None else None,
+        date_greater_than=(
+            parse_time(date_greater_than, "--date-greater-than")
+            if date_greater_than is not None
+            else None
+        ),
+        ip_address=check_cidr(ip_address, "--ip-address") if ip_address is not None else None,
+    )
+
+
+def check_hash_algorithm(text: str) -> str:
+    """`SHA1` or `SHA256`, in any case, with or without the dash."""
+    name = text.strip().upper().replace("-", "")
+    if name not in HASH_ALGORITHMS:
+        raise BadInput(f"--hash-algorithm {text!r} is not SHA1 or SHA256")
+    return name
+
+
+def check_policy_resource(text: str) -> str:
+    """A Resource is compared with the URL on the wire: printable ASCII, no fragment."""
+    if not sent_as_is(text):
+        raise BadInput(
+            f"--policy-resource {text!r} must be a URL pattern in printable ASCII without "
+            "spaces or '#', e.g. https://d111111abcdef8.cloudfront.net/videos/*"
+        )
+    return text
+
+
+def parse_time(text: str, what: str) -> int:
+    """Unix seconds in `1767225600`, or an ISO-8601 time (`2026-01-01T00:00:00Z`; UTC if no
+    zone is given), as the AWS CLI reads its dates."""
+    raw = text.strip()
+    if raw.isdigit():
+        return int(raw)
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise BadInput(
+            f"{what}: {text!r} is not a time; use Unix seconds or ISO-8601, "
+            "e.g. 2026-01-01T00:00:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp())
+
+
+def check_cidr(text: str, what: str) -> str:
+    """An IPv4 or IPv6 range as CloudFront's `AWS:SourceIp` takes it; a bare address becomes
+    a one-address range (`/32`, `/128`), as botocore does for IPv4."""
+    raw = text.strip()
+    try:
+        network = ipaddress.ip_network(raw, strict=False)
+    except ValueError:
+        raise BadInput(
+            f"{what} {text!r} is not an IP address range; use CIDR, e.g. 203.0.113.0/24"
+        ) from None
+    return raw if "/" in raw else f"{raw}/{network.max_prefixlen}"
+
+
+@dataclass(frozen=True)
 class SignerSettings:
     """How each URL gets signed; the key material is loaded by `credentials`.
 
@@ -67,6 +170,7 @@ class SignerSettings:
     endpoint_url: str | None = None
     key_template: str = DEFAULT_KEY_TEMPLATE
     profile: str | None = None
+    policy: PolicySettings = CANNED_SHA1
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,13 @@ line exactly.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from urllib.parse import urlsplit
+from collections.abc import Callable, Iterable
+from urllib.parse import quote, urlsplit
 
 from tfbulk.errors import BadInput
 from tfbulk.plan import Segment, Template, render_url
 from tfbulk.settings import SignerSettings
+from tfbulk.signing.policy import ResourcePattern, sent_as_is
 from tfbulk.signing.s3 import object_url
 
 SegmentUrl = Callable[[Segment], str]
@@ -51,7 +52,11 @@ def segment_urls(url_template: str, signer: SignerSettings) -> SegmentUrl:
 
 def sign_target(text: str, signer: SignerSettings) -> str:
     """The URL `tfbulk sign` signs: `text` itself, or for S3 also an object key (in
-    `--bucket`) or `s3://bucket/key`, addressed the way a run addresses it."""
+    `--bucket`) or `s3://bucket/key`, addressed the way a run addresses it. A CloudFront URL
+    must be sent as written and match `--policy-resource`, or its signature is useless."""
+    if signer.kind == "cloudfront":
+        check_sent_as_is(text)
+        check_covered(signer.policy.resource, [("the URL", text)], "sign a URL it matches")
     if signer.kind != "s3" or text.startswith(("http://", "https://")):
         return text
     bucket, key = signer.bucket, text
@@ -60,6 +65,38 @@ def sign_target(text: str, signer: SignerSettings) -> str:
     if not key:
         raise BadInput(f"{text!r} names no object key; give KEY, s3://BUCKET/KEY or a URL")
     return object_url(check_bucket(bucket), key, signer.region, check_endpoint(signer.endpoint_url))
+
+
+def check_sent_as_is(url: str) -> str:
+    """Refuse a URL that would not go on the wire as written, showing the form to sign."""
+    if sent_as_is(url):
+        return url
+    encoded = quote(url, safe="!$%&'()*+,/:;=?@[]~")
+    if "#" in url:
+        raise BadInput(
+            "the URL has a fragment ('#...'), which is never sent, so a signature over it "
+            f"would not match the request; drop it, or sign the '#' percent-encoded: {encoded}"
+        )
+    raise BadInput(
+        "the URL has a space or a non-ASCII character, which is sent percent-encoded, so a "
+        f"signature over it would not match the request; sign this instead: {encoded}"
+    )
+
+
+def check_covered(
+    resource: str | None, urls: Iterable[tuple[str, str]], fix: str = "fix --url-template"
+) -> None:
+    """With `--policy-resource`, every URL must match it: one that does not would be refused
+    on every attempt, so it is exit 2 before the first request. `urls`: (what, URL) pairs."""
+    if resource is None:
+        return
+    pattern = ResourcePattern(resource)
+    for what, url in urls:
+        if not pattern.matches(url):
+            raise BadInput(
+                f"{what} is {url}, which --policy-resource {resource} does not match; "
+                f"widen the pattern or {fix}"
+            )
 
 
 def check_bucket(bucket: str | None) -> str:

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from tests.conftest import Workspace
 from tfbulk.sample import SampleCourse, SampleSegment
@@ -44,6 +46,23 @@ def garbage_key(ws: Workspace) -> list[str]:
     bad = ws.root / "garbage.pem"
     bad.write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
     return replace_arg(ws.run_args(), "--private-key", str(bad))
+
+
+def other_key(key: object, name: str) -> Callable[[Workspace], list[str]]:
+    """Run args with a private key CloudFront cannot use."""
+
+    def build(ws: Workspace) -> list[str]:
+        path = ws.root / f"{name}.pem"
+        path.write_bytes(
+            key.private_bytes(  # type: ignore[attr-defined]
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        return replace_arg(ws.run_args(), "--private-key", str(path))
+
+    return build
 
 
 def planned_rows(ws: Workspace) -> int:
@@ -98,6 +117,36 @@ CASES: dict[str, tuple[Callable[[Workspace], list[str]], str]] = {
         "to the same file",
     ),
     "unknown signer": (lambda ws: [*ws.run_args(), "--signer", "gpg"], "--signer"),
+    "rsa 1024 key": (
+        other_key(rsa.generate_private_key(65537, 1024), "rsa1024"),
+        "is RSA 1024-bit; CloudFront takes RSA of 2048 bits or more, or ECDSA P-256",
+    ),
+    "ec p-384 key": (other_key(ec.generate_private_key(ec.SECP384R1()), "p384"), "secp384r1"),
+    "ed25519 key": (other_key(ed25519.Ed25519PrivateKey.generate(), "ed"), "is Ed25519"),
+    "hash algorithm md5": (
+        lambda ws: [*ws.run_args(), "--hash-algorithm", "MD5"],
+        "--hash-algorithm 'MD5' is not SHA1 or SHA256",
+    ),
+    "ip address not a cidr": (
+        lambda ws: [*ws.run_args(), "--ip-address", "10.0.0.0/40"],
+        "--ip-address '10.0.0.0/40' is not an IP address range; use CIDR",
+    ),
+    "date not a time": (
+        lambda ws: [*ws.run_args(), "--date-greater-than", "tomorrow"],
+        "--date-greater-than: 'tomorrow' is not a time",
+    ),
+    "policy resource with a space": (
+        lambda ws: [*ws.run_args(), "--policy-resource", "http://h/a b/*"],
+        "--policy-resource 'http://h/a b/*' must be a URL pattern in printable ASCII",
+    ),
+    "policy flag without cloudfront": (
+        lambda ws: [*ws.run_args(), "--signer", "none", "--ip-address", "10.0.0.1"],
+        "--ip-address applies to --signer cloudfront only",
+    ),
+    "policy resource misses the urls": (
+        lambda ws: [*ws.run_args(), "--policy-resource", "https://other.example/*"],
+        "which --policy-resource https://other.example/* does not match",
+    ),
     "destination is a file": (
         lambda ws: (
             (ws.root / "file").write_text("x")

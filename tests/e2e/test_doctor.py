@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import KEY_PAIR_ID, Result, Workspace, wait_for
+from tests.conftest import EC_KEY_PAIR_ID, KEY_PAIR_ID, Result, Workspace, wait_for
 from tfbulk.origin import Origin, SyntheticContent
 
 
@@ -189,3 +189,33 @@ def test_doctor_writes_nothing(ws: Workspace) -> None:
     assert result.code == 0
     assert not ws.dest.exists() and ws.origin.log == []
     assert not Path(ws.state).exists()
+
+
+def test_doctor_names_key_hash_and_policy_and_probes_with_it(ws: Workspace, ec_keys) -> None:
+    resource = f"{ws.origin.base_url}/truefire/*"
+    args = doctor_args(ws, "--hash-algorithm", "SHA256", "--policy-resource", resource)
+    args[args.index("--key-pair-id") + 1] = EC_KEY_PAIR_ID
+    args[args.index("--private-key") + 1] = str(ec_keys.private)
+    result, checks = doctor_from(ws, [*args, "--probe", "2"])
+    assert result.code == 0, result.stdout
+    assert checks["signing: private key"]["detail"].endswith(": ECDSA P-256")
+    assert checks["signing: signature"]["detail"] == (
+        f"ECDSA with SHA256, one custom policy for {resource}, re-signed every second"
+    )
+    covers = checks["signing: policy resource covers the URLs"]
+    assert covers["status"] == "ok"
+    assert f"all {len(ws.downloadable())} planned URLs" in covers["detail"]
+    probes = [c for name, c in checks.items() if name.startswith("probe: segment")]
+    assert len(probes) == 2 and all("200" in c["detail"] for c in probes)
+    assert "Policy=" not in result.stdout and "Signature=" not in result.stdout
+
+
+def test_doctor_fails_a_policy_resource_that_misses_urls(ws: Workspace) -> None:
+    narrow = f"{ws.origin.base_url}/truefire/100?.mp4"
+    result, checks = doctor(ws, "--policy-resource", narrow)
+    assert result.code == 1
+    covers = checks["signing: policy resource covers the URLs"]
+    assert covers["status"] == "fail" and f"which --policy-resource {narrow}" in covers["detail"]
+    assert checks["signing: signature"]["detail"] == (
+        f"RSA with SHA1, one custom policy for {narrow}, re-signed every second"
+    )

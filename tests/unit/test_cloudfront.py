@@ -21,7 +21,7 @@ from tfbulk.signing.cloudfront import (
     cloudfront_b64encode,
     sign_canned,
     split_signed_url,
-    verify_canned,
+    verify_cloudfront,
 )
 
 KEY_PAIR_ID = "K2JCJMDEHXQW5F"
@@ -194,8 +194,8 @@ def test_verify_accepts_freshly_signed_url(
     key: rsa.RSAPrivateKey, public_keys: dict[str, rsa.RSAPublicKey], url: str
 ) -> None:
     signed = CloudFrontSigner(key, KEY_PAIR_ID, 60).sign(url, NOW)
-    assert verify_canned(signed, public_keys, NOW) is None
-    assert verify_canned(signed, public_keys, NOW + 59.999) is None
+    assert verify_cloudfront(signed, public_keys, NOW) is None
+    assert verify_cloudfront(signed, public_keys, NOW + 59.999) is None
 
 
 @FEW
@@ -204,7 +204,7 @@ def test_verify_accepts_any_url_botocore_signs(
     key: rsa.RSAPrivateKey, public_keys: dict[str, rsa.RSAPublicKey], url: str, lifetime: int
 ) -> None:
     signed = boto_url(key, url, int(NOW) + lifetime)
-    assert verify_canned(signed, public_keys, NOW) is None
+    assert verify_cloudfront(signed, public_keys, NOW) is None
 
 
 @pytest.mark.parametrize("offset", [0, 1, 3600])
@@ -213,7 +213,7 @@ def test_verify_rejects_expired(
 ) -> None:
     expires = int(NOW)
     signed = sign_canned("https://h.example/a.mp4", expires, key, KEY_PAIR_ID)
-    assert verify_canned(signed, public_keys, expires + offset) == "signature expired"
+    assert verify_cloudfront(signed, public_keys, expires + offset) == "signature expired"
 
 
 def test_verify_rejects_tampered_resource(
@@ -222,14 +222,14 @@ def test_verify_rejects_tampered_resource(
     signed = sign_canned("https://h.example/course/1.mp4", int(NOW) + 60, key, KEY_PAIR_ID)
     tampered = signed.replace("/course/1.mp4", "/course/2.mp4")
     assert tampered != signed
-    assert verify_canned(tampered, public_keys, NOW) == "signature does not match"
+    assert verify_cloudfront(tampered, public_keys, NOW) == "signature does not match"
 
 
 def test_verify_rejects_added_query_param(
     key: rsa.RSAPrivateKey, public_keys: dict[str, rsa.RSAPublicKey]
 ) -> None:
     signed = sign_canned("https://h.example/1.mp4", int(NOW) + 60, key, KEY_PAIR_ID)
-    assert verify_canned(signed + "&extra=1", public_keys, NOW) == "signature does not match"
+    assert verify_cloudfront(signed + "&extra=1", public_keys, NOW) == "signature does not match"
 
 
 def test_verify_rejects_tampered_expires(
@@ -238,7 +238,7 @@ def test_verify_rejects_tampered_expires(
     expires = int(NOW) + 60
     signed = sign_canned("https://h.example/1.mp4", expires, key, KEY_PAIR_ID)
     tampered = _replace_param(signed, "Expires", str(expires + 3600))
-    assert verify_canned(tampered, public_keys, NOW) == "signature does not match"
+    assert verify_cloudfront(tampered, public_keys, NOW) == "signature does not match"
 
 
 def test_verify_rejects_tampered_signature(
@@ -247,25 +247,25 @@ def test_verify_rejects_tampered_signature(
     signed = sign_canned("https://h.example/1.mp4", int(NOW) + 60, key, KEY_PAIR_ID)
     signature = split_signed_url(signed)[1]["Signature"]
     flipped = ("B" if signature[0] == "A" else "A") + signature[1:]
-    assert verify_canned(_replace_param(signed, "Signature", flipped), public_keys, NOW) == (
+    assert verify_cloudfront(_replace_param(signed, "Signature", flipped), public_keys, NOW) == (
         "signature does not match"
     )
     garbage = _replace_param(signed, "Signature", "not*base64")
-    assert verify_canned(garbage, public_keys, NOW) == "signature does not match"
+    assert verify_cloudfront(garbage, public_keys, NOW) == "signature does not match"
 
 
 def test_verify_rejects_signature_from_another_key(
     other_key: rsa.RSAPrivateKey, public_keys: dict[str, rsa.RSAPublicKey]
 ) -> None:
     signed = sign_canned("https://h.example/1.mp4", int(NOW) + 60, other_key, KEY_PAIR_ID)
-    assert verify_canned(signed, public_keys, NOW) == "signature does not match"
+    assert verify_cloudfront(signed, public_keys, NOW) == "signature does not match"
 
 
 def test_verify_rejects_unknown_key_pair_id(
     key: rsa.RSAPrivateKey, public_keys: dict[str, rsa.RSAPublicKey]
 ) -> None:
     signed = sign_canned("https://h.example/1.mp4", int(NOW) + 60, key, "KUNKNOWN")
-    assert verify_canned(signed, public_keys, NOW) == "unknown Key-Pair-Id"
+    assert verify_cloudfront(signed, public_keys, NOW) == "unknown Key-Pair-Id"
 
 
 @pytest.mark.parametrize("name", ["Expires", "Signature", "Key-Pair-Id"])
@@ -273,11 +273,11 @@ def test_verify_rejects_missing_param(
     key: rsa.RSAPrivateKey, public_keys: dict[str, rsa.RSAPublicKey], name: str
 ) -> None:
     signed = sign_canned("https://h.example/1.mp4", int(NOW) + 60, key, KEY_PAIR_ID)
-    assert verify_canned(_drop_param(signed, name), public_keys, NOW) == f"missing {name}"
+    assert verify_cloudfront(_drop_param(signed, name), public_keys, NOW) == f"missing {name}"
 
 
 def test_verify_rejects_unsigned_url(public_keys: dict[str, rsa.RSAPublicKey]) -> None:
-    assert verify_canned("https://h.example/1.mp4", public_keys, NOW) == (
+    assert verify_cloudfront("https://h.example/1.mp4", public_keys, NOW) == (
         "missing Expires, Signature, Key-Pair-Id"
     )
 
@@ -286,11 +286,11 @@ def test_verify_rejects_malformed_expires_and_policy(
     key: rsa.RSAPrivateKey, public_keys: dict[str, rsa.RSAPublicKey]
 ) -> None:
     signed = sign_canned("https://h.example/1.mp4", int(NOW) + 60, key, KEY_PAIR_ID)
-    assert verify_canned(_replace_param(signed, "Expires", "soon"), public_keys, NOW) == (
+    assert verify_cloudfront(_replace_param(signed, "Expires", "soon"), public_keys, NOW) == (
         "malformed Expires"
     )
-    assert verify_canned(signed + "&Policy=abc", public_keys, NOW) == (
-        "custom policies are not supported by this origin"
+    assert verify_cloudfront(signed + "&Policy=abc", public_keys, NOW) == (
+        "both Expires and Policy: a signed URL carries one of them"
     )
 
 

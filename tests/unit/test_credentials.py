@@ -1,16 +1,28 @@
-"""AWS credentials for `--signer s3`: the standard sources in the AWS CLI's order, and
-one-line errors that name the fix and never the secret."""
+"""Signing material: AWS credentials for `--signer s3` in the AWS CLI's order, CloudFront
+keys (RSA 2048+ or ECDSA P-256), and one-line errors that name the fix and never the secret."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
 
-from tfbulk.credentials import build_signer, load_aws_credentials
+from tfbulk.credentials import (
+    build_signer,
+    describe_key,
+    load_aws_credentials,
+    load_private_key,
+    load_public_key,
+    write_key_pair,
+)
 from tfbulk.errors import BadInput
-from tfbulk.settings import SignerSettings
+from tfbulk.settings import PolicySettings, SignerSettings
+from tfbulk.signing import CloudFrontSigner, PolicySigner, cloudfront
+from tfbulk.signing.policy import Conditions
 from tfbulk.signing.s3 import AwsCredentials, S3Signer
 
 SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
@@ -200,3 +212,120 @@ def test_build_signer_makes_an_s3_signer(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_build_signer_refuses_bad_s3_settings(settings: SignerSettings, needle: str) -> None:
     with pytest.raises(BadInput, match=needle):
         build_signer(settings)
+
+
+# -- CloudFront keys ----------------------------------------------------------------------
+
+
+def _pem(key: object) -> bytes:
+    return key.private_bytes(  # type: ignore[attr-defined]
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _public_pem(key: object) -> bytes:
+    return key.public_key().public_bytes(  # type: ignore[attr-defined]
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+@pytest.mark.parametrize(
+    ("make", "described"),
+    [
+        (lambda: rsa.generate_private_key(65537, 2048), "RSA 2048-bit"),
+        (lambda: rsa.generate_private_key(65537, 3072), "RSA 3072-bit"),
+        (lambda: ec.generate_private_key(ec.SECP256R1()), "ECDSA P-256"),
+    ],
+    ids=["rsa2048", "rsa3072", "p256"],
+)
+def test_cloudfront_keys_load(tmp_path: Path, make: Callable[[], object], described: str) -> None:
+    key = make()
+    write(tmp_path / "k.pem", _pem(key).decode())
+    write(tmp_path / "k.pub", _public_pem(key).decode())
+    assert describe_key(load_private_key(tmp_path / "k.pem")) == described
+    assert describe_key(load_public_key(tmp_path / "k.pub")) == described
+
+
+@pytest.mark.parametrize(
+    ("key", "header"),
+    [
+        (rsa.generate_private_key(65537, 2048), b"-----BEGIN RSA PRIVATE KEY-----"),
+        (ec.generate_private_key(ec.SECP256R1()), b"-----BEGIN EC PRIVATE KEY-----"),
+    ],
+    ids=["pkcs1", "sec1"],
+)
+def test_traditional_pem_loads_too(tmp_path: Path, key: object, header: bytes) -> None:
+    """`openssl genrsa` (older) and `openssl ecparam -genkey` write these, not PKCS#8."""
+    pem = key.private_bytes(  # type: ignore[attr-defined]
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    assert pem.startswith(header)
+    (tmp_path / "k.pem").write_bytes(pem)
+    assert describe_key(load_private_key(tmp_path / "k.pem")) == describe_key(key)
+
+
+@pytest.mark.parametrize(
+    ("make", "found"),
+    [
+        (lambda: rsa.generate_private_key(65537, 1024), "is RSA 1024-bit"),
+        (lambda: ec.generate_private_key(ec.SECP384R1()), "is ECDSA secp384r1"),
+        (lambda: ec.generate_private_key(ec.SECP256K1()), "is ECDSA secp256k1"),
+        (ed25519.Ed25519PrivateKey.generate, "is Ed25519"),
+        (lambda: dsa.generate_private_key(2048), "is DSA 2048-bit"),
+    ],
+    ids=["rsa1024", "p384", "secp256k1", "ed25519", "dsa"],
+)
+def test_other_keys_are_refused_naming_what_was_found(
+    tmp_path: Path, make: Callable[[], object], found: str
+) -> None:
+    key = make()
+    write(tmp_path / "k.pem", _pem(key).decode())
+    write(tmp_path / "k.pub", _public_pem(key).decode())
+    advice = "CloudFront takes RSA of 2048 bits or more, or ECDSA P-256"
+    for load, path in ((load_private_key, "k.pem"), (load_public_key, "k.pub")):
+        with pytest.raises(BadInput) as caught:
+            load(tmp_path / path)
+        message = str(caught.value)
+        assert found in message and advice in message and "\n" not in message
+        assert "PRIVATE KEY" not in message
+
+
+@pytest.fixture(scope="module")
+def cf_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("cf")
+    write_key_pair(folder / "key.pem", folder / "key.pub", "ec")
+    return folder / "key.pem"
+
+
+def _cloudfront(key_file: Path, policy: PolicySettings) -> SignerSettings:
+    return SignerSettings(key_pair_id="KID", private_key=key_file, expires=90, policy=policy)
+
+
+def test_build_signer_follows_the_policy_flags(cf_key_file: Path) -> None:
+    canned = build_signer(_cloudfront(cf_key_file, PolicySettings("SHA256")))
+    assert isinstance(canned, CloudFrontSigner) and canned.hash_algorithm == "SHA256"
+    assert not canned.conditions.any
+    per_url = build_signer(_cloudfront(cf_key_file, PolicySettings(ip_address="10.0.0.0/8")))
+    assert isinstance(per_url, CloudFrontSigner)
+    assert per_url.conditions == Conditions(None, "10.0.0.0/8")
+    shared = build_signer(
+        _cloudfront(cf_key_file, PolicySettings(resource="https://h/*", date_greater_than=5))
+    )
+    assert isinstance(shared, PolicySigner) and shared.resource.text == "https://h/*"
+    assert shared.conditions == Conditions(5, None) and shared.lifetime == 90
+
+
+def test_a_system_that_refuses_sha1_fails_at_the_start(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Under FIPS mode the crypto library refuses SHA-1 signatures; stand in for that with a
+    hash it refuses for RSA here, so the refusal comes from the library itself."""
+    monkeypatch.setitem(cloudfront._HASHES, "SHA1", lambda: hashes.BLAKE2b(64))
+    write_key_pair(tmp_path / "k.pem", tmp_path / "k.pub")
+    with pytest.raises(BadInput, match=r"refuses SHA1 signatures .*--hash-algorithm SHA256"):
+        build_signer(_cloudfront(tmp_path / "k.pem", PolicySettings()))
+    assert isinstance(
+        build_signer(_cloudfront(tmp_path / "k.pem", PolicySettings("SHA256"))), CloudFrontSigner
+    )

@@ -1,18 +1,23 @@
-"""Duration, size and count parsing for flags: values, and errors naming the flag."""
+"""Duration, size, count, time and CIDR parsing for flags: values, and errors naming the flag."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from tfbulk.errors import BadInput
 from tfbulk.settings import (
+    PolicySettings,
     Scope,
+    check_cidr,
     check_positive,
     default_state_path,
     parse_duration,
     parse_size,
+    parse_time,
+    policy_settings,
     resolve_state,
 )
 
@@ -102,3 +107,81 @@ def test_scope_is_everything() -> None:
     assert not Scope(courses=frozenset({1})).is_everything
     assert not Scope(segments=frozenset({1})).is_everything
     assert not Scope(limit_courses=3).is_everything
+
+
+# -- CloudFront policy flags --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "epoch"),
+    [
+        ("1767225600", 1767225600),
+        (" 0 ", 0),
+        ("2026-01-01T00:00:00Z", 1767225600),
+        ("2026-01-01T00:00:00", 1767225600),  # no zone: UTC, as the AWS CLI reads it
+        ("2026-01-01", 1767225600),
+        ("2026-01-01T02:00:00+02:00", 1767225600),
+        ("2026-01-01T00:00:00.9Z", 1767225600),
+    ],
+)
+def test_parse_time(text: str, epoch: int) -> None:
+    assert parse_time(text, "--date-greater-than") == epoch
+
+
+@pytest.mark.parametrize("text", ["yesterday", "-5", "2026-13-01", "1.5", ""])
+def test_parse_time_errors_name_the_flag(text: str) -> None:
+    with pytest.raises(BadInput, match=r"^--date-greater-than: .* is not a time; use Unix"):
+        parse_time(text, "--date-greater-than")
+
+
+@pytest.mark.parametrize(
+    ("text", "cidr"),
+    [
+        ("203.0.113.0/24", "203.0.113.0/24"),
+        ("203.0.113.7", "203.0.113.7/32"),
+        ("192.168.0.1/24", "192.168.0.1/24"),  # as AWS's own examples write it
+        ("2001:db8::/32", "2001:db8::/32"),
+        ("2001:db8::1", "2001:db8::1/128"),
+        (" 10.0.0.0/8 ", "10.0.0.0/8"),
+    ],
+)
+def test_check_cidr(text: str, cidr: str) -> None:
+    assert check_cidr(text, "--ip-address") == cidr
+
+
+@pytest.mark.parametrize("text", ["10.0.0.0/33", "localhost", "10.0.0", "", "1.2.3.4/24/8"])
+def test_check_cidr_errors_name_the_flag(text: str) -> None:
+    with pytest.raises(BadInput, match=r"^--ip-address .* is not an IP address range; use CIDR"):
+        check_cidr(text, "--ip-address")
+
+
+def test_policy_settings_defaults_to_a_canned_sha1_policy() -> None:
+    default = policy_settings(None, None, None, None)
+    assert default == PolicySettings() and not default.is_custom and default.flags() == []
+    sha256 = policy_settings("sha-256", None, None, None)
+    assert sha256.hash_algorithm == "SHA256" and not sha256.is_custom
+    assert sha256.flags() == ["--hash-algorithm"]
+
+
+def test_any_policy_flag_makes_it_custom() -> None:
+    full = policy_settings("SHA1", "https://h/*", "2026-01-01", "10.0.0.0/8")
+    assert full == PolicySettings("SHA1", "https://h/*", 1767225600, "10.0.0.0/8")
+    assert full.is_custom
+    assert full.flags() == ["--policy-resource", "--date-greater-than", "--ip-address"]
+    assert policy_settings(None, None, "5", None).is_custom
+    assert policy_settings(None, None, None, "10.0.0.1").is_custom
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (("MD5", None, None, None), "--hash-algorithm 'MD5' is not SHA1 or SHA256"),
+        ((None, "https://h/a b/*", None, None), "--policy-resource 'https://h/a b/*' must be"),
+        ((None, "https://h/#*", None, None), "without spaces or '#'"),
+        ((None, "", None, None), "--policy-resource '' must be"),
+        ((None, "https://h/é/*", None, None), "printable ASCII"),
+    ],
+)
+def test_policy_settings_refuse_bad_flags(flags: tuple[str | None, ...], needle: str) -> None:
+    with pytest.raises(BadInput, match=re.escape(needle)):
+        policy_settings(*flags)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Protocol
 
-from tfbulk.signing.cloudfront import CloudFrontSigner
+from tfbulk.signing.cloudfront import CloudFrontSigner, PolicySigner
 from tfbulk.signing.s3 import S3Signer
 
 
@@ -22,7 +22,7 @@ class Unsigned:
         return url
 
 
-__all__ = ["CloudFrontSigner", "S3Signer", "Signer", "Unsigned", "redact"]
+__all__ = ["CloudFrontSigner", "PolicySigner", "S3Signer", "Signer", "Unsigned", "redact"]
 
 
 _SECRET_PARAM = re.compile(
