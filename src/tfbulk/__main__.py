@@ -1,5 +1,5 @@
 """`python -m tfbulk` runs the CLI, so tests and cron can call it without the script."""
 
-from tfbulk.cli import main
+from tfbulk.entry import main
 
 main()

@@ -219,7 +219,8 @@ class Destination:
             os.close(fd)
             raise UnsafePath(f"{shown} is not a regular file")
         os.set_blocking(fd, True)
-        os.fchmod(fd, FILE_MODE)
+        if stat.S_IMODE(info.st_mode) != FILE_MODE:  # a metadata write: only when needed
+            os.fchmod(fd, FILE_MODE)
         return fd, info.st_size
 
     def _folder(self, relative: str) -> int:

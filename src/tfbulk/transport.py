@@ -47,6 +47,7 @@ HTTP_VERSIONS = {
     "3": pycurl.CURL_HTTP_VERSION_3,  # HTTP/3 when it connects, else the best of TCP
 }
 MAX_REDIRECTS = 10
+RECEIVE_BUFFER = 128 * 1024  # libcurl reads sockets this much at a time (default 16 KiB)
 DECLINED_BODY_LIMIT = 64 * 1024  # an error page is read this far, then the transfer ends
 STREAM_HIGH_WATER = 1 << 20  # a streamed response pauses with this much unread
 _WEB = pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS
@@ -135,7 +136,10 @@ class CurlTransport(httpx.AsyncBaseTransport):
         handle.setopt(pycurl.NOSIGNAL, 1)
         handle.setopt(pycurl.PROTOCOLS, _WEB)
         handle.setopt(pycurl.HTTP_VERSION, HTTP_VERSIONS[self.options.http_version])
+        if self.options.http_version != "1.1":
+            handle.setopt(pycurl.PIPEWAIT, 1)  # wait to multiplex rather than open another
         handle.setopt(pycurl.TCP_KEEPALIVE, 1)
+        handle.setopt(pycurl.BUFFERSIZE, RECEIVE_BUFFER)
         cafile, capath = self._ca
         if cafile:
             handle.setopt(pycurl.CAINFO, cafile)

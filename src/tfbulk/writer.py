@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 
-BATCH = 512 * 1024  # bytes received before a hand-off to the writer thread
+BATCH = 256 * 1024  # bytes received before a hand-off to the writer thread
 BACKLOG = 2 * BATCH  # queued and not yet written: over this the transfer pauses
 INTERVAL = 0.5  # seconds: a slow transfer still reaches the disk (and a resume) this often
 WRITEBACK_EVERY = 8 << 20  # bytes written before the kernel is asked to start writeback
