@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tfbulk.credentials import write_key_pair
 from tfbulk.origin import Fault, Origin, SyntheticContent
-from tfbulk.sample import guitar_catalogue, write_snapshot
+from tfbulk.origin.sample import guitar_catalogue, write_snapshot
 
 KEY_ID = "KBENCHFAULTS"
 TRANSIENT = [

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from tfbulk.signing import CloudFrontSigner, PolicySigner
+from tfbulk.signing.cloudfront import CloudFrontSigner, PolicySigner
 from tfbulk.signing.policy import ResourcePattern
 
 KEY_ID = "KBENCHSIGNING"

@@ -20,8 +20,8 @@ import pytest
 
 from tfbulk.credentials import write_key_pair
 from tfbulk.origin import Origin, SyntheticContent
-from tfbulk.plan import video_key
-from tfbulk.sample import SampleCourse, guitar_catalogue, write_snapshot
+from tfbulk.origin.sample import SampleCourse, guitar_catalogue, write_snapshot
+from tfbulk.pipeline.plan import video_key
 from tfbulk.signing.cloudfront import PrivateKey, PublicKey
 
 KEY_PAIR_ID = "KTESTKEYPAIRID"  # the origin knows it as the RSA key's

@@ -31,7 +31,7 @@ from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
 from tests.conftest import Result, child_env
-from tfbulk.sample import SampleCourse, SampleSegment, write_snapshot
+from tfbulk.origin.sample import SampleCourse, SampleSegment, write_snapshot
 
 Then = Literal["keep", "close", "reset", "stall"]
 MAX_HEAD = 64 * 1024  # a request head larger than this ends the connection

@@ -18,8 +18,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from tfbulk.errors import BadInput
 from tfbulk.settings import SignerSettings
-from tfbulk.signing import CloudFrontSigner, PolicySigner, Signer, Unsigned
-from tfbulk.signing.cloudfront import PrivateKey, PublicKey, can_sign
+from tfbulk.signing import Signer, Unsigned
+from tfbulk.signing.cloudfront import (
+    CloudFrontSigner,
+    PolicySigner,
+    PrivateKey,
+    PublicKey,
+    can_sign,
+)
 from tfbulk.signing.policy import Conditions, ResourcePattern
 from tfbulk.signing.s3 import MAX_EXPIRES, AwsCredentials, S3Signer
 

@@ -6,7 +6,7 @@ import resource
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tfbulk.plan import PlanStats
+from tfbulk.pipeline.plan import PlanStats
 from tfbulk.state import SegmentRecord, Summary
 
 

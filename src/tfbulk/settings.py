@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tfbulk.errors import BadInput
-from tfbulk.signing.cloudfront import HASH_ALGORITHMS
-from tfbulk.signing.policy import sent_as_is
+from tfbulk.signing.policy import HASH_ALGORITHMS, sent_as_is
+
+STATE_DIR = ".tfbulk"  # tfbulk's own folder under --dest: state DB, locks
 
 DEFAULT_URL_TEMPLATE = "https://d2kum0w8xvhbpf.cloudfront.net/truefire/{segment_id}.mp4"
 DEFAULT_PATH_TEMPLATE = "{course_id}/{segment_id}.mp4"
@@ -181,10 +182,6 @@ class Scope:
     segments: frozenset[int] = frozenset()
     limit_courses: int | None = None
 
-    @property
-    def is_everything(self) -> bool:
-        return not self.courses and not self.segments and self.limit_courses is None
-
 
 @dataclass(frozen=True)
 class Tuning:
@@ -253,7 +250,7 @@ def parse_size(text: str, what: str) -> int:
 
 def default_state_path(dest: Path) -> Path:
     """The state DB lives with the files it describes unless told otherwise."""
-    return dest / ".tfbulk" / "state.db"
+    return dest / STATE_DIR / "state.db"
 
 
 def resolve_state(state: str | None, dest: Path) -> str:

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from tests.conftest import Workspace
-from tfbulk.sample import SampleCourse, SampleSegment
+from tfbulk.origin.sample import SampleCourse, SampleSegment
 
 
 def replace_arg(args: list[str], flag: str, value: str) -> list[str]:

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import Workspace, wait_for
 from tfbulk.origin import Fault
-from tfbulk.sample import SampleCourse, SampleSegment, guitar_catalogue
+from tfbulk.origin.sample import SampleCourse, SampleSegment, guitar_catalogue
 
 
 def failed(ws: Workspace) -> dict[int, dict]:

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests.conftest import Workspace, wait_for
-from tfbulk.sample import guitar_catalogue
+from tfbulk.origin.sample import guitar_catalogue
 
 
 @pytest.fixture

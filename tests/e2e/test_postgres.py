@@ -26,7 +26,7 @@ from tests.conftest import KEY_PAIR_ID, Keys, Result, Workspace, child_env, wait
 from tests.e2e.test_doctor import doctor
 from tests.pgcluster import Cluster, psycopg
 from tfbulk.origin import Fault, Origin, RequestRecord, SyntheticContent
-from tfbulk.sample import guitar_catalogue
+from tfbulk.origin.sample import guitar_catalogue
 
 pytestmark = pytest.mark.slow
 

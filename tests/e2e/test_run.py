@@ -10,7 +10,7 @@ import sys
 
 from tests.conftest import Workspace, child_env, wait_for
 from tfbulk.origin import Fault
-from tfbulk.sample import guitar_catalogue
+from tfbulk.origin.sample import guitar_catalogue
 
 
 def test_full_run_is_byte_identical(ws: Workspace) -> None:

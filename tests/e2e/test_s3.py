@@ -16,8 +16,8 @@ import pytest
 from tests.conftest import Keys, Result, Workspace
 from tests.s3_reference import botocore_url
 from tfbulk.origin import Origin, SyntheticContent
-from tfbulk.plan import video_key
-from tfbulk.sample import SampleCourse, SampleSegment, guitar_catalogue
+from tfbulk.origin.sample import SampleCourse, SampleSegment, guitar_catalogue
+from tfbulk.pipeline.plan import video_key
 from tfbulk.signing.s3 import AwsCredentials
 
 ACCESS_KEY = "AKIDTFBULKTEST0001"

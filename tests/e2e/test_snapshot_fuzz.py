@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tfbulk.commands.run import run
 from tfbulk.errors import TfbulkError
-from tfbulk.events import Event
 from tfbulk.origin import Origin, SyntheticContent
-from tfbulk.runner import run
+from tfbulk.pipeline.events import Event
 from tfbulk.settings import RunSettings, SignerSettings, Tuning
 
 ids = st.integers(min_value=-(2**63), max_value=2**63 - 1) | st.sampled_from([-1, 0, 1, 7])

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from tests.conftest import Workspace
 from tfbulk.origin import Fault
-from tfbulk.sample import SampleCourse, SampleSegment
+from tfbulk.origin.sample import SampleCourse, SampleSegment
 
 
 def failed_json(ws: Workspace) -> dict[int, dict]:

@@ -21,7 +21,8 @@ from tfbulk.credentials import (
 )
 from tfbulk.errors import BadInput
 from tfbulk.settings import PolicySettings, SignerSettings
-from tfbulk.signing import CloudFrontSigner, PolicySigner, cloudfront
+from tfbulk.signing import cloudfront
+from tfbulk.signing.cloudfront import CloudFrontSigner, PolicySigner
 from tfbulk.signing.policy import Conditions
 from tfbulk.signing.s3 import AwsCredentials, S3Signer
 

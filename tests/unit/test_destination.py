@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tfbulk.destination import Destination, Existing, PartFile, sync_folders
-from tfbulk.plan import UnsafePath
+from tfbulk.pipeline.destination import Destination, Existing, PartFile, sync_folders
+from tfbulk.pipeline.plan import UnsafePath
 
 MP4 = b"\x00\x00\x00\x18ftypisom" + b"\x00" * 4096
 

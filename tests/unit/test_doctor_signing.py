@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from tfbulk.doctor import WARN, _signature_checks
+from tfbulk.commands.doctor import WARN, _signature_checks
 from tfbulk.settings import PolicySettings
 from tfbulk.signing import cloudfront
 

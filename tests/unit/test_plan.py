@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tfbulk.errors import BadInput
-from tfbulk.plan import (
+from tfbulk.pipeline.plan import (
     PlanRow,
     PlanStats,
     Segment,
@@ -17,8 +17,8 @@ from tfbulk.plan import (
     safe_relative_path,
     video_key,
 )
+from tfbulk.pipeline.snapshot import SnapshotSegment
 from tfbulk.settings import DEFAULT_PATH_TEMPLATE, DEFAULT_URL_TEMPLATE, Scope
-from tfbulk.snapshot import SnapshotSegment
 
 # -- Template -------------------------------------------------------------------------
 

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from tests.unit.test_cloudfront import urls
 from tfbulk.errors import BadInput
+from tfbulk.pipeline.urls import check_covered, check_sent_as_is, sign_target
 from tfbulk.settings import PolicySettings, SignerSettings
 from tfbulk.signing.policy import ResourcePattern, sent_as_is
-from tfbulk.urls import check_covered, check_sent_as_is, sign_target
 
 SETTINGS = settings(max_examples=400, deadline=None, database=None)
 

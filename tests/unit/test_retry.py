@@ -10,7 +10,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from tfbulk.retry import (
+from tfbulk.pipeline.retry import (
     FORBIDDEN_HINT,
     AttemptFailed,
     Backoff,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tfbulk.errors import BadInput
-from tfbulk.plan import Segment
+from tfbulk.pipeline.plan import Segment
+from tfbulk.pipeline.urls import segment_urls, sign_target
 from tfbulk.settings import SignerSettings
-from tfbulk.urls import segment_urls, sign_target
 
 SEGMENT = Segment(1042, 7, 100, "guitar 101/lesson+03")
 S3 = SignerSettings(kind="s3", bucket="tfstream")

@@ -10,7 +10,6 @@ import pytest
 from tfbulk.errors import BadInput
 from tfbulk.settings import (
     PolicySettings,
-    Scope,
     check_cidr,
     check_positive,
     default_state_path,
@@ -100,13 +99,6 @@ def test_state_path_defaults_under_dest() -> None:
     assert default_state_path(Path("dl")) == Path("dl/.tfbulk/state.db")
     assert resolve_state(None, Path("dl")) == str(Path("dl/.tfbulk/state.db"))
     assert resolve_state("other.db", Path("dl")) == "other.db"
-
-
-def test_scope_is_everything() -> None:
-    assert Scope().is_everything
-    assert not Scope(courses=frozenset({1})).is_everything
-    assert not Scope(segments=frozenset({1})).is_everything
-    assert not Scope(limit_courses=3).is_everything
 
 
 # -- CloudFront policy flags --------------------------------------------------------------

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from tfbulk.errors import BadInput
-from tfbulk.sample import guitar_catalogue, write_snapshot
-from tfbulk.snapshot import Snapshot, SnapshotCounts, SnapshotSegment
+from tfbulk.origin.sample import guitar_catalogue, write_snapshot
+from tfbulk.pipeline.snapshot import Snapshot, SnapshotCounts, SnapshotSegment
 
 FULL_SCHEMA = """
 CREATE TABLE courses (id INTEGER PRIMARY KEY, title TEXT);

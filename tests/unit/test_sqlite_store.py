@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tfbulk.errors import BadInput, DiskError, StateLocked
-from tfbulk.plan import PlanRow
+from tfbulk.pipeline.plan import PlanRow
 from tfbulk.state import (
     Attempted,
     Done,

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from tfbulk.display.tracker import ERRORS_KEPT, CourseProgress, RunTracker
-from tfbulk.events import (
+from tfbulk.pipeline.events import (
     CourseTotals,
     RunStarted,
     RunStopping,

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.hostile import HostileServer, mp4, serve
-from tfbulk.transport import SINK, CurlOptions, CurlTransport
+from tfbulk.pipeline.transport import SINK, CurlOptions, CurlTransport
 
 BODY = mp4(4096, "handles")
 

@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from tfbulk.verify import (
+from tfbulk.pipeline.checks import (
     HEAD_SIZE,
     MIN_SIZE,
     VerifyError,

@@ -16,7 +16,7 @@ from tfbulk.display.logfile import JsonLog
 from tfbulk.display.plain import PlainReporter
 from tfbulk.display.summary import course_table, failures_table, print_run_summary, status_grid
 from tfbulk.display.tracker import RunTracker
-from tfbulk.events import (
+from tfbulk.pipeline.events import (
     CourseTotals,
     RunFinished,
     RunStarted,

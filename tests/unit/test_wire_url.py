@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from tests.hostile import HostileServer, reply
-from tfbulk.transport import CurlOptions, CurlTransport
-from tfbulk.urls import wire_url
+from tfbulk.pipeline.transport import CurlOptions, CurlTransport
+from tfbulk.pipeline.urls import wire_url
 
 UNRESERVED = "ABCXYZabcxyz0189-._~"
 SUB_DELIMS = "!$&'()*+,;="

@@ -9,8 +9,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from tfbulk.commands.doctor import FAIL, OK, Check
 from tfbulk.display.format import counted
-from tfbulk.doctor import FAIL, OK, Check
 
 MARKS = {OK: ("✓", "green"), "warn": ("!", "yellow"), FAIL: ("✗", "red")}
 

@@ -6,9 +6,11 @@ from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
 
+from tfbulk.errors import ExitCode
+
 if TYPE_CHECKING:
     from tfbulk.display.live import LiveView
-    from tfbulk.events import Event, Observer
+    from tfbulk.pipeline.events import Event, Observer
     from tfbulk.report import RunReport
 
 
@@ -80,5 +82,5 @@ class RunDisplay:
             failures=report.failures,
             fancy=self.live,
         )
-        if report.stop_reason and report.exit_code in (75, 130):
+        if report.stop_reason and ExitCode(report.exit_code).resumable:
             self.console.print("state saved; run the same command again to resume")

@@ -16,8 +16,8 @@ from rich.text import Text
 
 from tfbulk.display.format import counted, human_bytes, human_duration, human_rate, percent
 from tfbulk.display.summary import status_grid
-from tfbulk.display.tracker import RunTracker, Snapshot
-from tfbulk.events import Event, RunFinished, RunStarted
+from tfbulk.display.tracker import Progress, RunTracker
+from tfbulk.pipeline.events import Event, RunFinished, RunStarted
 
 REFRESH_PER_SECOND = 4
 COURSES_MAX = 8
@@ -80,7 +80,7 @@ class LiveView:
             parts.append(Text(f"stopping: {snap.stopping}", style="bold yellow"))
         return Group(*parts)
 
-    def _overall(self, snap: Snapshot) -> RenderableType:
+    def _overall(self, snap: Progress) -> RenderableType:
         done = snap.done
         table = Table.grid(padding=(0, 1))
         table.add_column(no_wrap=True)
@@ -92,7 +92,7 @@ class LiveView:
         )
         return table
 
-    def _transfers(self, snap: Snapshot, room: int, *, wide: bool) -> RenderableType:
+    def _transfers(self, snap: Progress, room: int, *, wide: bool) -> RenderableType:
         now = time.time()
         table = Table.grid(padding=(0, 1))
         for justify in ("right", "right", "left", "right", "right"):
@@ -115,7 +115,7 @@ class LiveView:
             table.add_row("", "", f"… {len(snap.transfers) - len(shown)} more downloading")
         return table
 
-    def _courses(self, snap: Snapshot, room: int) -> RenderableType:
+    def _courses(self, snap: Progress, room: int) -> RenderableType:
         active = sorted(snap.courses, key=lambda c: (not c.active, c.course_id))
         table = Table.grid(padding=(0, 1))
         table.add_column(justify="right", no_wrap=True)
@@ -151,7 +151,7 @@ def _label(text: str, style: str = "dim") -> Text:
     return Text(text, style=style)
 
 
-def _budget(height: int, snap: Snapshot, errors: int) -> tuple[int, int]:
+def _budget(height: int, snap: Progress, errors: int) -> tuple[int, int]:
     """Rows for transfers and courses so the frame fits the terminal's height.
 
     Fixed lines (title, bar, grid, errors, stop notice, a spare line) come first;

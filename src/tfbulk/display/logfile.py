@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TextIO
 
 from tfbulk.errors import BadInput
-from tfbulk.events import (
+from tfbulk.pipeline.events import (
     Event,
     RunFinished,
     RunStarted,

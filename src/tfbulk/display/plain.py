@@ -13,7 +13,7 @@ from typing import TextIO
 
 from tfbulk.display.format import human_bytes, human_duration, human_rate, percent
 from tfbulk.display.tracker import RunTracker
-from tfbulk.events import Event, RunFinished, RunStarted, RunStopping, SegmentFailed
+from tfbulk.pipeline.events import Event, RunFinished, RunStarted, RunStopping, SegmentFailed
 
 
 class PlainReporter:

@@ -17,7 +17,7 @@ from rich.text import Text
 from tfbulk.display.format import counted, human_bytes, human_duration, human_rate, percent
 from tfbulk.state import CourseCounts, SegmentRecord, Summary, WorkerStatus
 
-FAILURES_SHOWN = 20
+FAILURES_SHOWN = 20  # a run's summary lists these; `tfbulk failed` lists all
 COURSES_SHOWN = 200
 BAR_WIDTH = 10
 

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from tfbulk.events import (
+from tfbulk.pipeline.events import (
     Event,
     RunStarted,
     RunStopping,
@@ -23,6 +23,7 @@ from tfbulk.events import (
     SegmentStarted,
     Transfer,
 )
+from tfbulk.state import Status
 
 RATE_WINDOW = 10.0
 ERRORS_KEPT = 5
@@ -43,7 +44,7 @@ class CourseProgress:
 
 
 @dataclass(frozen=True)
-class Snapshot:
+class Progress:
     """A consistent copy of the tracker for one frame or one stats line."""
 
     total: int
@@ -105,7 +106,7 @@ class RunTracker:
                 self._course(transfer.course_id).active += 1
             case SegmentFinished():
                 self._end(event.segment_id, event.course_id)
-                if event.status == "success":
+                if event.status == Status.SUCCESS:
                     self.success += 1
                 else:
                     self.skipped += 1
@@ -137,7 +138,7 @@ class RunTracker:
             course.active = max(0, course.active - 1)
             self.finished_bytes += max(0, transfer.received - transfer.resumed_from)
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self) -> Progress:
         """Copy the state and update the smoothed rates (call from one view only)."""
         with self._lock:
             now = self.clock()
@@ -150,7 +151,7 @@ class RunTracker:
             total = started.total if started else 0
             already = (started.done + started.failed) if started else 0
             remaining = max(0, total - already - done_now)
-            return Snapshot(
+            return Progress(
                 total=total,
                 success=self.success + (started.done if started else 0),
                 skipped=self.skipped,

@@ -1,12 +1,12 @@
-"""URL signers: pure functions of (URL, key, time); loading keys is `credentials`' job."""
+"""URL signers: pure functions of (URL, key, time); loading keys is `credentials`' job.
+
+The signers themselves live in `cloudfront` and `s3` (which load cryptography); this
+module stays light, so what only needs `redact` or the protocol does not pay for them."""
 
 from __future__ import annotations
 
 import re
 from typing import Protocol
-
-from tfbulk.signing.cloudfront import CloudFrontSigner, PolicySigner
-from tfbulk.signing.s3 import S3Signer
 
 
 class Signer(Protocol):
@@ -22,7 +22,7 @@ class Unsigned:
         return url
 
 
-__all__ = ["CloudFrontSigner", "PolicySigner", "S3Signer", "Signer", "Unsigned", "redact"]
+__all__ = ["Signer", "Unsigned", "redact"]
 
 
 _SECRET_PARAM = re.compile(

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from tfbulk.signing.policy import (
+    HASH_ALGORITHMS,
     NO_CONDITIONS,
     Conditions,
     ResourcePattern,
@@ -31,7 +32,6 @@ from tfbulk.signing.policy import (
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
-HASH_ALGORITHMS = ("SHA1", "SHA256")
 SIGNATURE_PARAMS = ("Expires", "Policy", "Signature", "Key-Pair-Id", "Hash-Algorithm")
 REFRESH = 1.0  # a shared policy is re-signed once it is this old (seconds)
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {"SHA1": hashes.SHA1, "SHA256": hashes.SHA256}

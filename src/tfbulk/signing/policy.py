@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import TypeVar
 
+HASH_ALGORITHMS = ("SHA1", "SHA256")  # what CloudFront's Hash-Algorithm parameter takes
+
 T = TypeVar("T")
 
 _SENT_AS_IS = re.compile(r"[!-\"$-~]+")  # printable ASCII but `#`

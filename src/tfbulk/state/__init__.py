@@ -8,18 +8,34 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from tfbulk.errors import BadInput
-from tfbulk.plan import PlanRow
+from tfbulk.pipeline.plan import PlanRow
 from tfbulk.settings import Sharing
 from tfbulk.state.url import is_postgres_url
 
 if TYPE_CHECKING:
     from tfbulk.state.postgres import PostgresStore
 
-STATUSES = ("pending", "processing", "success", "skipped", "failed")
+
+class Status(StrEnum):
+    """A segment's state (docs/design.md draws the machine); the values are the contract's."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    SUCCESS = "success"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+    @property
+    def done(self) -> bool:
+        return self in (Status.SUCCESS, Status.SKIPPED)
+
+
+STATUSES = tuple(Status)
 
 
 @dataclass(slots=True)
@@ -152,7 +168,7 @@ def summary_from(rows: Iterable[tuple[int, str | None, str, int, int]]) -> Summa
         entry = courses.setdefault(course_id, {"title": title, "total": 0, "bytes": 0})
         entry[status] = count
         entry["total"] = int(entry["total"]) + count  # type: ignore[call-overload]
-        if status in ("success", "skipped"):
+        if Status(status).done:
             entry["bytes"] = int(entry["bytes"]) + size  # type: ignore[call-overload]
     return Summary(
         tuple(CourseCounts(course_id=cid, **values) for cid, values in courses.items())  # type: ignore[arg-type]

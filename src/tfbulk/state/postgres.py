@@ -27,9 +27,9 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from tfbulk.errors import BadInput, TfbulkError
-from tfbulk.plan import STATE_DIR, PlanRow
-from tfbulk.settings import Sharing
+from tfbulk.errors import BadInput, StateUnavailable
+from tfbulk.pipeline.plan import PlanRow
+from tfbulk.settings import STATE_DIR, Sharing
 from tfbulk.state import (
     Attempted,
     Done,
@@ -177,12 +177,6 @@ SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FR
 
 
 _RECORD_COLUMNS = "s.id, s.course_id, s.title, s.path, s.status, s.attempts, s.size, s.error, s.md5"
-
-
-class StateUnavailable(TfbulkError):
-    """PostgreSQL cannot be reached; what was not recorded is still to do, so run again."""
-
-    exit_code = 75
 
 
 class PostgresStore:

@@ -22,7 +22,7 @@ from urllib.parse import quote
 from sqlite_utils import Database
 
 from tfbulk.errors import BadInput, DiskError
-from tfbulk.plan import PlanRow
+from tfbulk.pipeline.plan import PlanRow
 from tfbulk.state import (
     Attempted,
     Done,

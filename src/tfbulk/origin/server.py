@@ -14,203 +14,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import random
 import re
 import signal
-import struct
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
-from pathlib import Path
-from urllib.parse import unquote
 
 import h11
 
+from tfbulk.origin.content import DirectoryContent, SyntheticContent
+from tfbulk.origin.faults import Fault, RequestRecord
 from tfbulk.signing.cloudfront import PublicKey, verify_cloudfront
 from tfbulk.signing.s3 import Refusal, verify_presigned
 
-BLOCK = 64 * 1024
-MD5_ETAG_LIMIT = 512 << 20  # bigger bodies get multipart-style ETags, as S3 gives them
 SEND_CHUNK = 64 * 1024
 GATE_LIMIT = 60.0
 LAST_MODIFIED = formatdate(1_700_000_000, usegmt=True)
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)")
-
-
-# -- content ---------------------------------------------------------------------------
-
-
-class SyntheticContent:
-    """Deterministic MP4-like bodies: an `ftyp` box, then an `mdat` box of seeded noise.
-
-    Any byte range is computed on demand, so a 256 MiB body costs no memory, and a test
-    can compare a downloaded file with `body(path)` byte for byte.
-    """
-
-    def __init__(self, min_size: int = 2048, max_size: int = 64 * 1024, seed: int = 7) -> None:
-        self.min_size, self.max_size, self.seed = min_size, max_size, seed
-        self._versions: dict[str, int] = {}
-        self._md5: dict[tuple[str, int], str] = {}
-        self._sizes: dict[str, int] = {}
-
-    def set_size(self, path: str, size: int) -> None:
-        self._sizes[path] = size
-
-    def change(self, path: str) -> None:
-        """A new version of the object: new bytes, new ETag (for If-Range tests)."""
-        self._versions[path] = self._versions.get(path, 0) + 1
-
-    def size(self, path: str) -> int | None:
-        if not path.endswith(".mp4"):
-            return None
-        if path in self._sizes:
-            return self._sizes[path]
-        rng = random.Random(f"{self.seed}:{path}:size")
-        return rng.randint(self.min_size, self.max_size)
-
-    def read(self, path: str, start: int, end: int) -> bytes:
-        """Bytes [start, end) of the current version of `path`."""
-        version = self._versions.get(path, 0)
-        header = _mp4_header(self.size(path) or 0)
-        out = bytearray()
-        position = start
-        while position < end:
-            if position < len(header):
-                piece = header[position : min(end, len(header))]
-            else:
-                offset = position - len(header)
-                block = _noise_block(f"{self.seed}:{path}:{version}", offset // BLOCK)
-                inner = offset % BLOCK
-                piece = block[inner : inner + (end - position)]
-            out += piece
-            position += len(piece)
-        return bytes(out)
-
-    def etag(self, path: str) -> str:
-        """A plain MD5 ETag like S3's; past MD5_ETAG_LIMIT a multipart-style `-N` one."""
-        version = self._versions.get(path, 0)
-        key = (path, version)
-        size = self.size(path) or 0
-        if size > MD5_ETAG_LIMIT:
-            tag = hashlib.md5(f"{self.seed}:{path}:{version}".encode(), usedforsecurity=False)
-            return f'"{tag.hexdigest()}-{1 + size // (64 << 20)}"'
-        if key not in self._md5:
-            digest = hashlib.md5(usedforsecurity=False)
-            for start in range(0, size, 1 << 20):
-                digest.update(self.read(path, start, min(size, start + (1 << 20))))
-            self._md5[key] = digest.hexdigest()
-        return f'"{self._md5[key]}"'
-
-    def body(self, path: str) -> bytes:
-        """The whole current body (tests compare downloaded files with it)."""
-        return self.read(path, 0, self.size(path) or 0)
-
-
-class DirectoryContent:
-    """Real files under a folder, for rehearsing against a copy of the catalogue."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root.resolve()
-
-    def _file(self, path: str) -> Path | None:
-        candidate = (self.root / unquote(path).lstrip("/")).resolve()
-        if self.root not in candidate.parents or not candidate.is_file():
-            return None
-        return candidate
-
-    def size(self, path: str) -> int | None:
-        file = self._file(path)
-        return file.stat().st_size if file else None
-
-    def read(self, path: str, start: int, end: int) -> bytes:
-        file = self._file(path)
-        assert file is not None
-        with file.open("rb") as handle:
-            handle.seek(start)
-            return handle.read(end - start)
-
-    def etag(self, path: str) -> str:
-        file = self._file(path)
-        assert file is not None
-        stat = file.stat()
-        return f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
-
-
-def _mp4_header(size: int) -> bytes:
-    """`ftyp` then the `mdat` box header (64-bit `largesize` form past 4 GiB)."""
-    ftyp = struct.pack(">I4s4sI8s", 24, b"ftyp", b"isom", 0x200, b"isomiso2")
-    payload = max(8, size - len(ftyp))
-    if payload <= 0xFFFFFFFF:
-        return ftyp + struct.pack(">I4s", payload, b"mdat")
-    return ftyp + struct.pack(">I4sQ", 1, b"mdat", payload)
-
-
-def _noise_block(key: str, index: int) -> bytes:
-    return random.Random(f"{key}:{index}").randbytes(BLOCK)
-
-
-# -- faults -------------------------------------------------------------------------
-
-
-@dataclass
-class Fault:
-    """Misbehaviour for one path, for its first `times` requests (0 = every request).
-
-    status: answer with this HTTP status instead of the body (with `retry_after` if set,
-    or with an HTTP-date `retry_date_in` seconds after the moment of refusal);
-    html: answer 200 with an HTML error page; drop_after: send that many body bytes,
-    then cut the connection; delay: wait that long before answering; wrong_md5: serve an
-    ETag that does not match the body; stall: stop sending mid-body for that long;
-    change_after: publish a new version of the object once this response is sent;
-    gate: hold the body half-way until this event is set (tests synchronise on it).
-    """
-
-    status: int | None = None
-    times: int = 1
-    retry_after: str | None = None
-    retry_date_in: float | None = None
-    html: bool = False
-    drop_after: int | None = None
-    delay: float = 0.0
-    wrong_md5: bool = False
-    stall: float = 0.0
-    change_after: bool = False
-    gate: threading.Event | None = field(default=None, compare=False)
-    used: int = field(default=0, compare=False)
-
-    def applies(self) -> bool:
-        return self.times == 0 or self.used < self.times
-
-    def retry_after_header(self, now: float) -> list[tuple[str, str]]:
-        """The Retry-After header; a date is taken from `now` so a slow client can't outrun it."""
-        if self.retry_date_in is not None:
-            return [("Retry-After", formatdate(now + self.retry_date_in, usegmt=True))]
-        return [("Retry-After", self.retry_after)] if self.retry_after else []
-
-
-# -- the request log --------------------------------------------------------------------
-
-
-@dataclass
-class RequestRecord:
-    started: float
-    method: str
-    path: str
-    range: str | None
-    if_range: str | None
-    query: str = ""
-    client: str = ""
-    status: int = 0
-    sent: int = 0
-    reason: str = ""
-    concurrent: int = 0
-    ended: float = 0.0
-
-
-# -- the server ---------------------------------------------------------------------
 
 
 class Origin:

@@ -199,18 +199,3 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
-
-
-def hash_prefix(fd: int, size: int, block: int = 1 << 20) -> tuple[bytes, hashlib._Hash]:
-    """The first bytes and the running MD5 of the `size` bytes a `.part` already holds
-    (a resume continues the digest; a `.part` that turned out complete is checked by it)."""
-    digest = hashlib.md5(usedforsecurity=False)
-    head = os.pread(fd, HEAD_SIZE, 0)
-    position = 0
-    while position < size:
-        data = os.pread(fd, min(block, size - position), position)
-        if not data:
-            break
-        digest.update(data)
-        position += len(data)
-    return head, digest

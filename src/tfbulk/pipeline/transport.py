@@ -17,7 +17,7 @@ a body:
 
 The request target goes on the wire byte for byte as the httpx URL holds it (libcurl's
 own URL parser would rewrite escapes): that is what a CDN checks a signature against, and
-`tfbulk.urls.wire_url` says what httpx keeps of a URL.
+`tfbulk.pipeline.urls.wire_url` says what httpx keeps of a URL.
 
 Redirects are followed here when asked to (`follow_redirects`), not by libcurl, so each hop
 is requested exactly as its Location says: GET stays GET with no body, at most

@@ -25,21 +25,21 @@ from tfbulk.credentials import (
     load_aws_credentials,
     load_private_key,
 )
-from tfbulk.destination import write_problem
 from tfbulk.display.format import counted, human_bytes, human_duration
 from tfbulk.errors import BadInput, TfbulkError
-from tfbulk.fetch import USER_AGENT, open_transport
-from tfbulk.plan import PlanRow, PlanStats, Template, plan_rows
-from tfbulk.retry import FORBIDDEN_HINTS
+from tfbulk.pipeline.destination import write_problem
+from tfbulk.pipeline.fetch import USER_AGENT, open_transport
+from tfbulk.pipeline.plan import PlanRow, PlanStats, Template, plan_rows
+from tfbulk.pipeline.retry import FORBIDDEN_HINTS
+from tfbulk.pipeline.snapshot import Snapshot
+from tfbulk.pipeline.urls import SegmentUrl, check_covered, segment_urls
 from tfbulk.settings import PolicySettings, RunSettings, Tuning
 from tfbulk.signing import Signer, redact
 from tfbulk.signing.cloudfront import PrivateKey, can_sign
-from tfbulk.snapshot import Snapshot
 from tfbulk.state import open_store, store_exists
 from tfbulk.state.lock import RunLock
 from tfbulk.state.sqlite import SCHEMA_VERSION
 from tfbulk.state.url import is_postgres_url, redact_url
-from tfbulk.urls import SegmentUrl, check_covered, segment_urls
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 PG_ADVICE = "check the URL and password, and that PostgreSQL is up and lets this host in"

@@ -20,10 +20,10 @@ from typing import TypeVar
 import anyio
 from anyio.abc import TaskGroup
 
-from tfbulk.commit import Committer, Ready
-from tfbulk.destination import Destination, Existing, PartFile
 from tfbulk.errors import DiskError
-from tfbulk.events import (
+from tfbulk.pipeline.commit import Committer, Ready
+from tfbulk.pipeline.destination import Destination, Existing, PartFile
+from tfbulk.pipeline.events import (
     Observer,
     SegmentFailed,
     SegmentFinished,
@@ -32,12 +32,20 @@ from tfbulk.events import (
     SegmentStarted,
     Transfer,
 )
-from tfbulk.fetch import Fetched, Fetcher, Validator
-from tfbulk.plan import Segment, UnsafePath, video_key
-from tfbulk.retry import FORBIDDEN_HINT, AttemptFailed, Backoff, Decision, Kind, decide
+from tfbulk.pipeline.fetch import Fetched, Fetcher, Validator
+from tfbulk.pipeline.plan import Segment, UnsafePath, video_key
+from tfbulk.pipeline.retry import (
+    FORBIDDEN_HINT,
+    Action,
+    AttemptFailed,
+    Backoff,
+    Decision,
+    Kind,
+    decide,
+)
 from tfbulk.settings import Tuning
 from tfbulk.signing import Signer
-from tfbulk.state import Attempted, Done, Failed, Job, Parked, Retry, Store, Validated
+from tfbulk.state import Attempted, Done, Failed, Job, Parked, Retry, Status, Store, Validated
 
 FLUSH_INTERVAL = 0.25
 IDLE_RECHECK = 5.0
@@ -292,8 +300,8 @@ class Engine:
         self._committer.submit(Ready(part, _Finished(job, fetched, started, made)))
 
     def _skipped(self, job: Job, size: int) -> None:
-        self._store.record(Done(job.segment_id, "skipped", size, None, None, self._clock()))
-        self._emit(SegmentFinished(job.segment_id, job.course_id, "skipped", size, 0.0, 0))
+        self._store.record(Done(job.segment_id, Status.SKIPPED, size, None, None, self._clock()))
+        self._emit(SegmentFinished(job.segment_id, job.course_id, Status.SKIPPED, size, 0.0, 0))
 
     def _committed(self, batch: list[Ready[_Finished]]) -> None:
         """A batch is final and durable on disk: now the state DB may say `success`."""
@@ -304,13 +312,13 @@ class Engine:
                 self._not_committed(job, item)
                 continue
             self._store.record(
-                Done(job.segment_id, "success", fetched.size, fetched.md5, fetched.etag, now)
+                Done(job.segment_id, Status.SUCCESS, fetched.size, fetched.md5, fetched.etag, now)
             )
             self._emit(
                 SegmentFinished(
                     job.segment_id,
                     job.course_id,
-                    "success",
+                    Status.SUCCESS,
                     fetched.size,
                     now - item.payload.started,
                     fetched.received,
@@ -384,10 +392,10 @@ class Engine:
                     self._backoff,
                     self._forbidden_hint,
                 )
-                if decision.action == "later":
+                if decision.action is Action.LATER:
                     self._retry_later(job, failure, decision, job.attempts + made)
                     return None
-                if decision.action == "fail":
+                if decision.action is Action.FAIL:
                     self._fail(job, failure.kind, decision.message, made=made)
                     return None
                 self._store.record(Attempted(job.segment_id, failure.kind, decision.message))

@@ -12,12 +12,11 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from tfbulk.errors import BadInput
-from tfbulk.settings import Scope
-from tfbulk.snapshot import SnapshotSegment
+from tfbulk.pipeline.snapshot import SnapshotSegment
+from tfbulk.settings import STATE_DIR, Scope
 
 VIDEO_PREFIX = "mp4:"
 FIELDS = ("segment_id", "course_id", "channel_id", "video", "video_dir", "video_name")
-STATE_DIR = ".tfbulk"
 MAX_NAME_BYTES = 255  # NAME_MAX of ext4, XFS, btrfs, NTFS; a smaller one fails per segment
 PART_SUFFIX = ".part"  # the longest name written is the file's name plus this
 

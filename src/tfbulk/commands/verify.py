@@ -7,14 +7,13 @@ disk, a careless `rm`, an interrupted copy — is found and requeued instead of 
 
 from __future__ import annotations
 
-import hashlib
+import errno
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tfbulk.pipeline.checks import container, read_digest
 from tfbulk.state import SegmentRecord, Store
-from tfbulk.verify import HEAD_SIZE, container
-
-HASH_BLOCK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -47,27 +46,27 @@ def audit(store: Store, root: Path, *, full: bool, course: int | None = None) ->
 def _problem(root: Path, record: SegmentRecord, *, full: bool) -> str | None:
     if record.path is None:
         return None
-    path = root / record.path
     try:
-        size = path.stat().st_size
-        with path.open("rb") as handle:
-            head = handle.read(HEAD_SIZE)
+        fd = os.open(root / record.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         return "file is missing"
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "file is a symlink (tfbulk writes none): it will be replaced"
         return f"file cannot be read: {exc.strerror}"
+    try:
+        return _checked(fd, record, full=full)
+    finally:
+        os.close(fd)
+
+
+def _checked(fd: int, record: SegmentRecord, *, full: bool) -> str | None:
+    size = os.fstat(fd).st_size
     if record.size is not None and size != record.size:
         return f"file has {size:,} bytes, {record.size:,} were recorded"
+    head, digest = read_digest(fd, size if full and record.md5 else 0)
     if container(head) is None:
         return "file is no longer a video"
-    if full and record.md5 and _md5(path) != record.md5:
+    if full and record.md5 and digest.hexdigest() != record.md5:
         return "file's MD5 differs from the one recorded at download"
     return None
-
-
-def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as handle:
-        while block := handle.read(HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()

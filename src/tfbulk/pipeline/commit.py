@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from tfbulk.destination import PartFile, sync_folders
+from tfbulk.pipeline.destination import PartFile, sync_folders
 
 T = TypeVar("T")
 MAX_FILES = 100

@@ -71,9 +71,15 @@ class Backoff:
         return (rng or random).uniform(0, ceiling)
 
 
+class Action(StrEnum):
+    NOW = "now"  # attempt again at once, in the same slot
+    LATER = "later"  # back to the queue, due after `delay`; the slot goes to another segment
+    FAIL = "fail"  # no more attempts this run
+
+
 @dataclass(frozen=True)
 class Decision:
-    action: str  # "now", "later" or "fail"
+    action: Action
     delay: float
     message: str
 
@@ -99,12 +105,12 @@ def decide(
         or (failure.kind in (Kind.CLIENT, Kind.INVALID) and previous is failure.kind)
     )
     if permanent or attempt >= max_attempts:
-        return Decision("fail", 0.0, message)
+        return Decision(Action.FAIL, 0.0, message)
     if failure.kind is Kind.FORBIDDEN and previous is not Kind.FORBIDDEN:
-        return Decision("now", 0.0, message)
+        return Decision(Action.NOW, 0.0, message)
     if failure.retry_after is not None:
-        return Decision("later", min(failure.retry_after, backoff.cap), message)
-    return Decision("later", backoff.delay(attempt), message)
+        return Decision(Action.LATER, min(failure.retry_after, backoff.cap), message)
+    return Decision(Action.LATER, backoff.delay(attempt), message)
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:

@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tfbulk.errors import BadInput, DiskError, StateLocked
-from tfbulk.plan import PART_SUFFIX, STATE_DIR, UnsafePath
-from tfbulk.verify import HEAD_SIZE, acceptable
+from tfbulk.pipeline.checks import HEAD_SIZE, acceptable
+from tfbulk.pipeline.plan import PART_SUFFIX, UnsafePath
+from tfbulk.settings import STATE_DIR
 
 FILE_MODE = 0o644
 DIR_MODE = 0o755

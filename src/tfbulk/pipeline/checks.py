@@ -6,6 +6,8 @@ Pure functions over bytes and sizes, so they serve both a fresh download and the
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 
 MIN_SIZE = 1024
@@ -71,3 +73,19 @@ def acceptable(head: bytes, size: int, known_size: int | None = None) -> bool:
     if known_size is not None and size != known_size:
         return False
     return size >= MIN_SIZE and container(head) is not None
+
+
+def read_digest(fd: int, size: int, block: int = 1 << 20) -> tuple[bytes, hashlib._Hash]:
+    """The first bytes and the running MD5 of the first `size` bytes of an open file: a
+    resume continues the digest, a `.part` that turned out complete is checked by it, and
+    `tfbulk verify --full` compares it with the one recorded."""
+    digest = hashlib.md5(usedforsecurity=False)
+    head = os.pread(fd, HEAD_SIZE, 0)
+    position = 0
+    while position < size:
+        data = os.pread(fd, min(block, size - position), position)
+        if not data:
+            break
+        digest.update(data)
+        position += len(data)
+    return head, digest

@@ -21,14 +21,14 @@ import anyio
 import httpx
 
 from tfbulk import __version__
-from tfbulk.destination import Destination, PartFile
-from tfbulk.events import Transfer
-from tfbulk.retry import AttemptFailed, Kind, kind_of_status, parse_retry_after
+from tfbulk.pipeline.checks import VerifyError, check_body, read_digest
+from tfbulk.pipeline.destination import Destination, PartFile
+from tfbulk.pipeline.events import Transfer
+from tfbulk.pipeline.retry import AttemptFailed, Kind, kind_of_status, parse_retry_after
+from tfbulk.pipeline.transport import SINK, CurlOptions, CurlTransport
+from tfbulk.pipeline.writer import DiskWriter, PartWriter
 from tfbulk.settings import Network, Tuning
 from tfbulk.signing import redact
-from tfbulk.transport import SINK, CurlOptions, CurlTransport
-from tfbulk.verify import VerifyError, check_body
-from tfbulk.writer import DiskWriter, PartWriter, hash_prefix
 
 USER_AGENT = f"tfbulk/{__version__}"
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
@@ -96,7 +96,7 @@ class Fetcher:
     ) -> Fetched:
         """Download `url` into `part`; raise AttemptFailed (classified) or DiskError."""
         offset = _resume_offset(part.size, validator)
-        prefix = await anyio.to_thread.run_sync(hash_prefix, part.fd, offset) if offset else None
+        prefix = await anyio.to_thread.run_sync(read_digest, part.fd, offset) if offset else None
         body = _PartBody(self._files, part, offset, prefix, validator, transfer, remember)
         headers = [("User-Agent", USER_AGENT), ("Accept-Encoding", "identity")]
         if offset and validator and validator.if_range:

@@ -20,25 +20,23 @@ import anyio
 import anyio.abc
 
 from tfbulk.credentials import build_signer
-from tfbulk.destination import Destination
 from tfbulk.display.format import counted
-from tfbulk.engine import Engine, EngineResult
-from tfbulk.errors import BadInput
-from tfbulk.events import CourseTotals, Observer, RunFinished, RunStarted, RunStopping
-from tfbulk.fetch import Fetcher, open_transport
-from tfbulk.plan import PlanRow, PlanStats, Template, plan_rows
+from tfbulk.display.summary import FAILURES_SHOWN
+from tfbulk.errors import BadInput, ExitCode
+from tfbulk.pipeline.destination import Destination
+from tfbulk.pipeline.engine import Engine, EngineResult
+from tfbulk.pipeline.events import CourseTotals, Observer, RunFinished, RunStarted, RunStopping
+from tfbulk.pipeline.fetch import Fetcher, open_transport
+from tfbulk.pipeline.plan import PlanRow, PlanStats, Template, plan_rows
+from tfbulk.pipeline.retry import FORBIDDEN_HINTS
+from tfbulk.pipeline.snapshot import Snapshot
+from tfbulk.pipeline.urls import SegmentUrl, check_covered, segment_urls
+from tfbulk.pipeline.writer import DiskWriter
 from tfbulk.report import DryRunReport, RunReport
-from tfbulk.retry import FORBIDDEN_HINTS
 from tfbulk.settings import RunSettings, Scope, Tuning
 from tfbulk.signing import Signer
-from tfbulk.snapshot import Snapshot
-from tfbulk.state import Store, Summary, open_store, store_exists
+from tfbulk.state import Status, Store, Summary, open_store, store_exists
 from tfbulk.state.url import is_postgres_url
-from tfbulk.urls import SegmentUrl, check_covered, segment_urls
-from tfbulk.writer import DiskWriter
-
-FAILURES_SHOWN = 20  # the summary lists these; `tfbulk failed` lists all
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 75, 130
 
 
 @dataclass
@@ -117,7 +115,7 @@ def run(settings: RunSettings, observer: Observer, *, handle_signals: bool = Tru
             downloaded=result.downloaded,
             stop_reason=result.stop_reason,
             message=result.disk_error,
-            failures=store.records(status="failed", scoped=True, limit=FAILURES_SHOWN),
+            failures=store.records(status=Status.FAILED, scoped=True, limit=FAILURES_SHOWN),
             warnings=_warnings(stats),
         )
         totals = {k: v for k, v in summary.as_json().items() if isinstance(v, int)}
@@ -222,7 +220,7 @@ async def _watch_signals(engine: Engine, observer: Observer) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             if engine.stopping:
-                os._exit(EXIT_INTERRUPTED)
+                os._exit(ExitCode.INTERRUPTED)
             observer(RunStopping(f"interrupted by {signal.Signals(signum).name}"))
             engine.request_stop("interrupted")
 
@@ -235,12 +233,12 @@ async def _deadline(engine: Engine, observer: Observer, max_time: float, grace: 
 
 def _exit_code(result: EngineResult, summary: Summary) -> int:
     if result.disk_error:
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     if result.stop_reason == "interrupted":
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     if summary.total_of("pending") or summary.total_of("processing"):
-        return EXIT_STOPPED
-    return EXIT_FAILED if summary.total_of("failed") else EXIT_OK
+        return ExitCode.STOPPED
+    return ExitCode.FAILED if summary.total_of("failed") else ExitCode.OK
 
 
 def _run_started(summary: Summary, settings: RunSettings, dest: Destination) -> RunStarted:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from tfbulk.credentials import load_public_key, write_key_pair
 from tfbulk.origin import Fault, Origin, SyntheticContent
-from tfbulk.plan import video_key
-from tfbulk.sample import SampleCourse, guitar_catalogue, write_snapshot
+from tfbulk.origin.sample import SampleCourse, guitar_catalogue, write_snapshot
+from tfbulk.pipeline.plan import video_key
 from tfbulk.settings import RunSettings, SignerSettings, Tuning
 
 KEY_PAIR_ID = "KDEMO2026TFBULK"

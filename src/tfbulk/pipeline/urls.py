@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from urllib.parse import quote, urlsplit
 
 from tfbulk.errors import BadInput
-from tfbulk.plan import Segment, Template, render_url
+from tfbulk.pipeline.plan import Segment, Template, render_url
 from tfbulk.settings import SignerSettings
 from tfbulk.signing.policy import ResourcePattern, sent_as_is
 from tfbulk.signing.s3 import object_url

@@ -1,0 +1,77 @@
+"""`tfbulk sign`: print a URL signed the way a run signs each request."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from tfbulk.settings import (
+    DEFAULT_EXPIRES,
+    DEFAULT_REGION,
+    policy_settings,
+)
+
+if TYPE_CHECKING:
+    pass
+
+from tfbulk.cli.options import (
+    Bucket,
+    DateGreaterThan,
+    EndpointUrl,
+    Expires,
+    HashAlgorithm,
+    IpAddress,
+    KeyPairId,
+    PolicyResource,
+    PrivateKey,
+    Profile,
+    Region,
+    SignerKind,
+    signer_settings,
+)
+
+
+def sign_command(
+    url: Annotated[
+        str,
+        typer.Argument(help="The URL to sign; for --signer s3 also KEY or s3://BUCKET/KEY."),
+    ],
+    signer: SignerKind = "cloudfront",
+    key_pair_id: KeyPairId = None,
+    private_key: PrivateKey = None,
+    expires: Expires = DEFAULT_EXPIRES,
+    expires_at: Annotated[
+        int | None,
+        typer.Option("--expires-at", help="Absolute expiry (Unix time) instead of --expires."),
+    ] = None,
+    hash_algorithm: HashAlgorithm = None,
+    policy_resource: PolicyResource = None,
+    date_greater_than: DateGreaterThan = None,
+    ip_address: IpAddress = None,
+    bucket: Bucket = None,
+    region: Region = DEFAULT_REGION,
+    endpoint_url: EndpointUrl = None,
+    profile: Profile = None,
+) -> int:
+    """Print URL signed the way `tfbulk run` signs each request."""
+    from tfbulk.credentials import build_signer
+    from tfbulk.pipeline.urls import sign_target
+
+    settings = signer_settings(
+        signer,
+        key_pair_id,
+        private_key,
+        expires,
+        bucket=bucket,
+        region=region,
+        endpoint_url=endpoint_url,
+        profile=profile,
+        policy=policy_settings(hash_algorithm, policy_resource, date_greater_than, ip_address),
+    )
+    target = sign_target(url, settings)
+    built = build_signer(settings)
+    now = time.time() if expires_at is None else expires_at - settings.expires
+    typer.echo(built.sign(target, now))
+    return 0

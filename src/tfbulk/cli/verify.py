@@ -1,0 +1,62 @@
+"""`tfbulk verify`: re-check finished files against the state DB."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from tfbulk.commands.verify import AuditReport
+
+from tfbulk.cli.inspect import open_existing
+from tfbulk.cli.options import (
+    AsJson,
+    Dest,
+    State,
+)
+from tfbulk.cli.output import print_json
+
+
+def verify_command(
+    dest: Dest = Path("downloads"),
+    state: State = None,
+    course: Annotated[int | None, typer.Option("--course", help="Only this course.")] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="Also re-hash every file against its recorded MD5.")
+    ] = False,
+    dry_run_flag: Annotated[
+        bool, typer.Option("--dry-run", help="Report problems; requeue nothing.")
+    ] = False,
+    as_json: AsJson = False,
+) -> int:
+    """Re-check finished files against the state DB; requeue missing or damaged ones."""
+    from tfbulk.commands.verify import audit
+
+    store = open_existing(state, dest)
+    try:
+        report = audit(store, dest, full=full, course=course)
+        reasons = {p.segment_id: f"verify: {p.reason}" for p in report.problems}
+        requeued = store.requeue(reasons) if reasons and not dry_run_flag else 0
+    finally:
+        store.close()
+    if as_json:
+        problems = [vars(p) for p in report.problems]
+        print_json({"checked": report.checked, "problems": problems, "requeued": requeued})
+    else:
+        _print_audit(report, requeued, dry_run=dry_run_flag)
+    return 1 if report.problems else 0
+
+
+def _print_audit(report: AuditReport, requeued: int, *, dry_run: bool) -> None:
+    for problem in report.problems:
+        typer.echo(f"segment {problem.segment_id} (course {problem.course_id}) "
+                   f"{problem.path}: {problem.reason}")  # fmt: skip
+    typer.echo(f"checked {report.checked:,} finished segments: {len(report.problems):,} problems")
+    if requeued:
+        typer.echo(
+            f"requeued {requeued:,}; run `tfbulk run` with the same flags to fetch them again"
+        )
+    elif dry_run and report.problems:
+        typer.echo("dry run: nothing was changed")
