@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 
 from tests.conftest import Workspace, child_env, wait_for
 from tfbulk.origin import Fault
@@ -207,3 +208,26 @@ def test_background_run_is_observable_with_status(ws: Workspace) -> None:
     finally:
         proc.wait(timeout=60)
     assert proc.returncode == 0
+
+
+def test_one_held_body_never_holds_the_other_downloads_back(ws: Workspace) -> None:
+    """A body that stops half-way keeps its own slot only: the other slot serves the rest
+    (over cleartext, waiting to multiplex on the first connection would park them all)."""
+    ws.write_catalogue(guitar_catalogue(1, 8))
+    (course_id, held), *others = ws.downloadable()
+    gate = threading.Event()
+    ws.origin.add_fault(ws.url_path(held), Fault(gate=gate))
+    # No timeout may free a parked transfer: only a second connection lets the others run.
+    proc = ws.start("--concurrency", "2", "--http", "2", "--connect-timeout", "10m")
+    try:
+        wait_for(
+            lambda: all(ws.file_of(c, s).exists() for c, s in others),
+            timeout=60,
+            what="every other segment finished while the first one is held",
+        )
+        assert not ws.file_of(course_id, held).exists()
+    finally:
+        gate.set()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    ws.assert_all_identical()

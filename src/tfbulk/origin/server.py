@@ -294,16 +294,20 @@ class Origin:
     ) -> bool:
         chunk = SEND_CHUNK if not self.speed else max(1024, int(self.speed / 20))
         cut = start + fault.drop_after if fault and fault.drop_after is not None else None
+        held = fault is not None and bool(fault.stall or fault.gate)
+        middle = start + (end - start) // 2  # a stall holds the body here, whatever the chunk
         position = start
         while position < end:
             stop = min(end, position + chunk, cut if cut is not None else end)
+            if held and position < middle:
+                stop = min(stop, middle)
             if stop <= position:
                 break
             data = self.content.read(record.path, position, stop)
             await _write(writer, conn.send(h11.Data(data=data)))
             record.sent += len(data)
             position = stop
-            if fault and (fault.stall or fault.gate) and position - start >= (end - start) // 2:
+            if fault and held and position >= middle:
                 await _hold(fault)
                 fault = None
             if self.speed:

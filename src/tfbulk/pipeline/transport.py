@@ -136,8 +136,6 @@ class CurlTransport(httpx.AsyncBaseTransport):
         handle.setopt(pycurl.NOSIGNAL, 1)
         handle.setopt(pycurl.PROTOCOLS, _WEB)
         handle.setopt(pycurl.HTTP_VERSION, HTTP_VERSIONS[self.options.http_version])
-        if self.options.http_version != "1.1":
-            handle.setopt(pycurl.PIPEWAIT, 1)  # wait to multiplex rather than open another
         handle.setopt(pycurl.TCP_KEEPALIVE, 1)
         handle.setopt(pycurl.BUFFERSIZE, RECEIVE_BUFFER)
         cafile, capath = self._ca
@@ -158,6 +156,11 @@ class CurlTransport(httpx.AsyncBaseTransport):
         handle.setopt(pycurl.REQUEST_TARGET, url if absolute else request.url.raw_path.decode())
         handle.setopt(pycurl.HTTPHEADER, _header_lines(request))
         handle.setopt(pycurl.PROXY, proxy)
+        # Wait to multiplex rather than open another connection, where multiplexing can
+        # happen at all: over cleartext libcurl keeps the waiting transfer parked until
+        # the first one ends, so one slow body would hold every other request back.
+        multiplex = self.options.http_version != "1.1" and request.url.scheme == "https"
+        handle.setopt(pycurl.PIPEWAIT, int(multiplex))
         handle.setopt(pycurl.HEADERFUNCTION, exchange.on_header)
         handle.setopt(pycurl.WRITEFUNCTION, exchange.on_body)
         timeouts = request.extensions.get("timeout", {})

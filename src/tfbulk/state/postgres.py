@@ -93,10 +93,11 @@ SELECT (SELECT count(*) FROM segments WHERE status = 'processing'),
         WHERE w.last_heartbeat + make_interval(secs => w.lease_s) >= now())
 """
 _WAITING = """
-SELECT count(*) FROM workers w
-WHERE w.id <> %(me)s AND w.capped_at > now() - make_interval(secs => %(recent)s)
-  AND (SELECT count(*) FROM segments s
-       WHERE s.worker = w.id AND s.status = 'processing') < %(fair)s
+SELECT count(*) FILTER (WHERE held < %(floor)s), count(*) FILTER (WHERE held < %(ceil)s)
+FROM (SELECT (SELECT count(*) FROM segments s
+              WHERE s.worker = w.id AND s.status = 'processing') AS held
+      FROM workers w
+      WHERE w.id <> %(me)s AND w.capped_at > now() - make_interval(secs => %(recent)s)) AS t
 """
 # Each walks an index in order and stops at the first row of the scope.
 _NEXT_RETRY = """
@@ -474,13 +475,21 @@ class PostgresStore:
         in_flight, live = self._conn.execute(_CAP_USE).fetchone()  # type: ignore[misc]
         free = self._max_global - in_flight
         if free > 0:
-            fair = max(1, self._max_global // max(live, 1))
-            waiting = self._conn.execute(
-                _WAITING, {"me": self._me, "recent": CAPPED_RECENT, "fair": fair}
-            ).fetchone()
-            if waiting and waiting[0]:
-                free = min(free, fair - len(self._held_ids()))
+            free = min(free, self._fair_share(self._max_global, live) - len(self._held_ids()))
         return max(0, min(limit, free))
+
+    def _fair_share(self, cap: int, live: int) -> int:
+        """What this worker may hold while others wait: N // workers while one of them has
+        less, else N / workers rounded up, so that all N slots are in use (N=4, 3 workers:
+        2, 1, 1); with nobody waiting, all of N."""
+        floor = max(1, cap // max(live, 1))
+        ceil = -(-cap // max(live, 1))
+        below_floor, below_ceil = self._conn.execute(  # type: ignore[misc]
+            _WAITING, {"me": self._me, "recent": CAPPED_RECENT, "floor": floor, "ceil": ceil}
+        ).fetchone()
+        if below_floor:
+            return floor
+        return ceil if below_ceil else cap
 
     def _lock_candidates(self, which: str, want: int, now: float) -> list[int]:
         """Row-lock up to `want` candidates, keep those whose `.part` lock we get."""
