@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import signal
+import threading
 import time
 
 import pytest
 
 from tests.conftest import Workspace, wait_for
+from tfbulk.origin import Fault
 from tfbulk.origin.sample import guitar_catalogue
 
 
@@ -85,17 +87,24 @@ def test_max_time_exits_75_and_resumes(slow_ws: Workspace) -> None:
 
 def test_second_run_on_same_state_exits_3(slow_ws: Workspace) -> None:
     ws = slow_ws
+    _, held = ws.downloadable()[0]
+    gate = threading.Event()  # the first run cannot finish while its first body is held
+    ws.origin.add_fault(ws.url_path(held), Fault(gate=gate))
     proc = ws.start("--concurrency", "2")
     try:
-        wait_for(lambda: ws.final_files(), what="first run downloading")
+        wait_for(
+            lambda: any(r.path == ws.url_path(held) and r.sent for r in ws.origin.log),
+            what="first run downloading",
+        )
         second = ws.run()
         assert second.code == 3
         assert "holds the lock" in second.stderr
         assert f"PID {proc.pid}" in second.stderr
         assert second.stderr.count("\n") == 1
     finally:
+        gate.set()
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=10)
+        proc.wait(timeout=30)
 
 
 def test_lock_is_released_by_sigkill(slow_ws: Workspace) -> None:
