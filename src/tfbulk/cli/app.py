@@ -10,12 +10,14 @@ or the verifier.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+from typer.core import TyperArgument, TyperCommand
 
 from tfbulk import __version__
 from tfbulk.errors import ExitCode, TfbulkError
+from tfbulk.invocation import command
 
 if TYPE_CHECKING:
     pass
@@ -25,11 +27,29 @@ app = typer.Typer(
     name="tfbulk",
     help="Bulk-download a signed-URL video catalogue: just-in-time signing, resumable, verified.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_show_locals=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+class Command(TyperCommand):
+    """typer's command with arguments shown as written: `URL`, not `{URL}` or `URL <str>`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if isinstance(param, TyperArgument) and param.metavar:
+                param.display_type_rich = lambda **_: None  # type: ignore[method-assign]
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [piece.strip("{}") for piece in super().collect_usage_pieces(ctx)]
+
+
+def examples(*lines: str) -> str:
+    """A help epilog of commands an operator types, kept as written (click's `\\b`)."""
+    return "Examples:\n\n\b\n" + "\n".join(f"  {line}" for line in lines)
 
 
 def _version(value: bool) -> None:
@@ -76,7 +96,7 @@ def _usage_error(exc: Exception) -> tuple[str, int] | None:
         return None
     ctx = getattr(exc, "ctx", None)
     name = getattr(getattr(ctx, "command", None), "name", None)
-    hint = f" (see `tfbulk {name} --help`)" if name and name != "tfbulk" else ""
+    hint = f" (see `{command(name, '--help')}`)" if name and name != "tfbulk" else ""
     return f"{message()}{hint}", code
 
 

@@ -28,6 +28,7 @@ from tfbulk.state import Status, Store, WorkerStatus, open_store
 if TYPE_CHECKING:
     pass
 
+from tfbulk.cli.app import examples
 from tfbulk.cli.options import (
     AsJson,
     Courses,
@@ -36,6 +37,24 @@ from tfbulk.cli.options import (
     State,
 )
 from tfbulk.cli.output import print_json
+
+STATUS_EXAMPLES = examples(
+    "tfbulk status --dest /srv/videos",
+    "tfbulk status --dest /srv/videos --course 7",
+    "tfbulk status --dest /srv/videos --json",
+    "tfbulk status --state postgresql://tfbulk@db/tfbulk",
+)
+FAILED_EXAMPLES = examples(
+    "tfbulk failed --dest /srv/videos",
+    "tfbulk failed --dest /srv/videos --course 7",
+    "tfbulk failed --dest /srv/videos --json",
+)
+RETRY_EXAMPLES = examples(
+    "tfbulk retry --dest /srv/videos",
+    "tfbulk retry --dest /srv/videos --course 7",
+    "tfbulk retry --dest /srv/videos --segment 1042 --segment 1043",
+    "# then the run command again downloads them",
+)
 
 
 def open_existing(state: str | None, dest: Path) -> Store:
@@ -46,7 +65,7 @@ def status_command(
     dest: Dest = Path("downloads"),
     state: State = None,
     course: Annotated[
-        int | None, typer.Option("--course", help="List this course's segments.")
+        int | None, typer.Option("--course", metavar="ID", help="List this course's segments.")
     ] = None,
     as_json: AsJson = False,
 ) -> int:
@@ -122,7 +141,9 @@ def _iso(timestamp: float) -> str:
 def failed_command(
     dest: Dest = Path("downloads"),
     state: State = None,
-    course: Annotated[int | None, typer.Option("--course", help="Only this course.")] = None,
+    course: Annotated[
+        int | None, typer.Option("--course", metavar="ID", help="Only this course.")
+    ] = None,
     as_json: AsJson = False,
 ) -> int:
     """Failed segments with their last error."""

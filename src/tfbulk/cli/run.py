@@ -17,7 +17,6 @@ from tfbulk.settings import (
     DEFAULT_PATH_TEMPLATE,
     DEFAULT_REGION,
     RunSettings,
-    Scope,
     Sharing,
     Tuning,
     check_concurrency,
@@ -30,6 +29,7 @@ from tfbulk.settings import (
 if TYPE_CHECKING:
     from tfbulk.report import DryRunReport, RunReport
 
+from tfbulk.cli.app import examples
 from tfbulk.cli.options import (
     Bucket,
     CaBundle,
@@ -43,6 +43,7 @@ from tfbulk.cli.options import (
     IpAddress,
     KeyPairId,
     KeyTemplate,
+    LimitCourses,
     MaxFileSize,
     PathTemplate,
     PolicyResource,
@@ -56,22 +57,37 @@ from tfbulk.cli.options import (
     UrlTemplate,
     network_settings,
     run_settings,
+    scope,
     signer_settings,
 )
 from tfbulk.cli.output import print_json, print_warnings
 
+EXAMPLES = examples(
+    "export TFBULK_KEY_PAIR_ID=K2JCJMDEHXQW5F TFBULK_PRIVATE_KEY=cf.pem",
+    "tfbulk run --snapshot catalogue.db --dest /srv/videos",
+    "tfbulk run --snapshot catalogue.db --dest /srv/videos --dry-run",
+    "tfbulk run --snapshot catalogue.db --dest /srv/videos --course 7 --course 9",
+    "tfbulk run --snapshot catalogue.db --dest /srv/videos --max-time 5h \\",
+    "    --log-file /var/log/tfbulk.jsonl --no-progress      # from cron",
+    "# interrupted or stopped? the same command again resumes",
+)
+
 
 def run_command(
-    snapshot: SnapshotPath = None,
+    snapshot: SnapshotPath,
     dest: Dest = Path("downloads"),
     state: State = None,
     concurrency: Annotated[
-        int, typer.Option("--concurrency", envvar="TFBULK_CONCURRENCY", help="Downloads at once.")
+        int,
+        typer.Option(
+            "--concurrency", metavar="N", envvar="TFBULK_CONCURRENCY", help="Downloads at once."
+        ),
     ] = 10,
     lease: Annotated[
         str,
         typer.Option(
             "--lease",
+            metavar="DURATION",
             envvar="TFBULK_LEASE",
             help="PostgreSQL: a dead worker's segments go to others after this long.",
         ),
@@ -80,26 +96,25 @@ def run_command(
         int | None,
         typer.Option(
             "--max-global",
+            metavar="N",
             envvar="TFBULK_MAX_GLOBAL",
             help="PostgreSQL: most downloads in flight across all workers.",
         ),
     ] = None,
     retries: Annotated[
         int,
-        typer.Option("--retries", envvar="TFBULK_RETRIES", help="Attempts per segment and run."),
+        typer.Option(
+            "--retries", metavar="N", envvar="TFBULK_RETRIES", help="Attempts per segment and run."
+        ),
     ] = 5,
     course: Courses = None,
     segment: Segments = None,
-    limit_courses: Annotated[
-        int | None,
-        typer.Option(
-            "--limit-courses", envvar="TFBULK_LIMIT_COURSES", help="Only the first N courses."
-        ),
-    ] = None,
+    limit_courses: LimitCourses = None,
     max_time: Annotated[
         str | None,
         typer.Option(
             "--max-time",
+            metavar="DURATION",
             envvar="TFBULK_MAX_TIME",
             help="Start no new download after this long (seconds, or 30m, 2h).",
         ),
@@ -131,13 +146,17 @@ def run_command(
     log_file: Annotated[
         Path | None,
         typer.Option(
-            "--log-file", envvar="TFBULK_LOG_FILE", help="Append one JSON line per event."
+            "--log-file",
+            metavar="PATH",
+            envvar="TFBULK_LOG_FILE",
+            help="Append one JSON line per event.",
         ),
     ] = None,
     stats_interval: Annotated[
         str,
         typer.Option(
             "--stats-interval",
+            metavar="DURATION",
             envvar="TFBULK_STATS_INTERVAL",
             help="Without a terminal: a stats line this often.",
         ),
@@ -160,20 +179,35 @@ def run_command(
     backoff_base: Annotated[
         str,
         typer.Option(
-            "--backoff-base", envvar="TFBULK_BACKOFF_BASE", help="First retry delay ceiling."
+            "--backoff-base",
+            metavar="DURATION",
+            envvar="TFBULK_BACKOFF_BASE",
+            help="First retry delay ceiling.",
         ),
     ] = "1s",
     backoff_max: Annotated[
-        str, typer.Option("--backoff-max", envvar="TFBULK_BACKOFF_MAX", help="Longest retry delay.")
+        str,
+        typer.Option(
+            "--backoff-max",
+            metavar="DURATION",
+            envvar="TFBULK_BACKOFF_MAX",
+            help="Longest retry delay.",
+        ),
     ] = "120s",
     connect_timeout: Annotated[
         str,
-        typer.Option("--connect-timeout", envvar="TFBULK_CONNECT_TIMEOUT", help="Connect timeout."),
+        typer.Option(
+            "--connect-timeout",
+            metavar="DURATION",
+            envvar="TFBULK_CONNECT_TIMEOUT",
+            help="Connect timeout.",
+        ),
     ] = "30s",
     read_timeout: Annotated[
         str,
         typer.Option(
             "--read-timeout",
+            metavar="DURATION",
             envvar="TFBULK_READ_TIMEOUT",
             help="No byte for this long fails the attempt.",
         ),
@@ -200,13 +234,7 @@ def run_command(
             profile=profile,
             policy=policy_settings(hash_algorithm, policy_resource, date_greater_than, ip_address),
         ),
-        scope=Scope(
-            courses=frozenset(course or ()),
-            segments=frozenset(segment or ()),
-            limit_courses=check_positive(limit_courses, "--limit-courses")
-            if limit_courses is not None
-            else None,
-        ),
+        scope=scope(course, segment, limit_courses),
         tuning=Tuning(
             concurrency=check_concurrency(concurrency),
             retries=check_positive(retries, "--retries"),
