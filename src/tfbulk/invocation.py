@@ -12,6 +12,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from tfbulk.state.url import redact_url
+
 NAME = "tfbulk"
 
 
@@ -29,6 +31,11 @@ def program() -> list[str]:
 def command(*args: str) -> str:
     """A shell command line for `tfbulk ARGS`, quoted so that it pastes."""
     return shlex.join([*program(), *args])
+
+
+def place(dest: Path | str, state: str | None) -> list[str]:
+    """The flags that point a hint at the same state DB (a URL's password masked)."""
+    return ["--dest", str(dest)] + (["--state", redact_url(state)] if state else [])
 
 
 def _same_file(a: str, b: str) -> bool:

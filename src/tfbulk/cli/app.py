@@ -16,6 +16,7 @@ import typer
 from typer.core import TyperArgument, TyperCommand
 
 from tfbulk import __version__
+from tfbulk.display.ascii import plain_streams
 from tfbulk.errors import ExitCode, TfbulkError
 from tfbulk.invocation import command
 
@@ -70,6 +71,7 @@ def _root(
 
 def main(argv: list[str] | None = None) -> None:
     """Run the app; turn every expected error into one line and a documented exit code."""
+    plain_streams()
     try:
         code = app(args=argv, prog_name="tfbulk", standalone_mode=False)
     except TfbulkError as exc:

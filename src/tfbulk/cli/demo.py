@@ -47,7 +47,10 @@ def demo_command(
         int, typer.Option("--courses", metavar="N", help="Courses in the sample catalogue.")
     ] = 4,
     segments: Annotated[
-        int, typer.Option("--segments", metavar="N", help="Segments per course.")
+        int,
+        typer.Option(
+            "--segments", metavar="N", help="Segments per course (every 7th has no video)."
+        ),
     ] = 12,
     speed: Annotated[
         str,
@@ -96,6 +99,8 @@ def demo_command(
         concurrency=check_positive(concurrency, "--concurrency"),
         faults=faults,
     )
+    if not (quiet or as_json):
+        typer.echo("preparing the demo: a sample catalogue, a throw-away key, a local origin")
     setup = prepare_demo(options)
     try:
         output = Output(as_json, quiet=quiet, progress=progress)
@@ -117,9 +122,13 @@ def demo_command(
     if quiet:
         return report.exit_code
     typer.echo(f"\nfiles: {setup.dest}\nstate DB: {default_state_path(setup.dest)}")
-    typer.echo("the demo's origin has stopped; to look around or run it again by hand:")
-    for command in setup.commands():
+    failed = bool(report.summary.total_of("failed"))
+    typer.echo("to look around" + (" and requeue what failed" if failed else "") + ":")
+    for command in setup.inspect_commands(failed=failed):
         typer.echo(f"  {command}")
+    origin, run = setup.rerun_commands()
+    typer.echo("the demo's origin has stopped; to run it again by hand, start it in one terminal:")
+    typer.echo(f"  {origin}\nand the run in another:\n  {run}")
     return report.exit_code
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -24,6 +25,7 @@ from tfbulk.settings import (
     check_positive,
     parse_duration,
     policy_settings,
+    resolve_state,
 )
 
 if TYPE_CHECKING:
@@ -61,6 +63,8 @@ from tfbulk.cli.options import (
     signer_settings,
 )
 from tfbulk.cli.output import print_json, print_warnings
+from tfbulk.display.format import counted
+from tfbulk.invocation import command, place
 
 EXAMPLES = examples(
     "export TFBULK_KEY_PAIR_ID=K2JCJMDEHXQW5F TFBULK_PRIVATE_KEY=cf.pem",
@@ -294,10 +298,17 @@ def execute(settings: RunSettings, output: Output) -> RunReport:
     finally:
         display.close()
     print_warnings(report.warnings)
-    display.finish(report)
+    display.finish(report, hint=hinter(settings))
     if report.message:
         typer.echo(f"tfbulk: error: {report.message}", err=True)
     return report
+
+
+def hinter(settings: RunSettings) -> Callable[[str], str]:
+    """`tfbulk NAME` pointed at this run's state DB, as the user would type it."""
+    default = resolve_state(None, settings.dest) == settings.state
+    flags = place(settings.dest, None if default else settings.state)
+    return lambda name: command(name, *flags)
 
 
 def _print_dry_run(report: DryRunReport, human: object, *, as_json: bool) -> int:
@@ -308,8 +319,9 @@ def _print_dry_run(report: DryRunReport, human: object, *, as_json: bool) -> int
         return 0
     stats = report.stats
     lines = [
-        f"dry run: {data['segments']:,} downloadable segments in {data['courses']:,} courses "
-        f"({stats.no_video:,} without video, {stats.segments:,} segments in the snapshot)",
+        f"dry run: {counted(data['segments'], 'downloadable segment')} in "
+        f"{counted(data['courses'], 'course')} ({stats.no_video:,} without video, "
+        f"{counted(stats.segments, 'segment')} in the snapshot)",
         f"  already done: {data['already_done']:,} · failed earlier: {data['failed']:,} · "
         f"to download: {data['to_download']:,} (new: {data['new']:,})",
     ]
