@@ -33,7 +33,7 @@ class PlainReporter:
                 todo = event.pending
                 self._line(
                     f"tfbulk: {counted(event.total, 'segment')} ({event.scope}) → {event.dest} · "
-                    f"{event.done:,} done, {event.failed:,} failed, {todo:,} to download · "
+                    f"{event.done:,} done, {event.failed:,} failed, {todo:,} pending · "
                     f"{event.concurrency} at once"
                 )
                 self._start_timer()
