@@ -142,11 +142,17 @@ class LiveView:
                 ),
                 f"{course.done:,}/{course.total:,}"
                 + (f" ({course.failed} failed)" if course.failed else "")
-                + (" ✓ done" if course.finished and not course.active else ""),
+                + _finished(course),
             )
         if len(active) > len(shown):
             table.add_row("", f"and {counted(len(active) - len(shown), 'more course')}", "", "")
         return table
+
+
+def _finished(course: CourseProgress) -> str:
+    if not course.finished or course.active:
+        return ""
+    return " ✗ finished" if course.failed else " ✓ done"
 
 
 def _course_order(course: CourseProgress) -> tuple[int, float, int]:
