@@ -99,7 +99,20 @@ def _usage_error(exc: Exception) -> tuple[str, int] | None:
     ctx = getattr(exc, "ctx", None)
     name = getattr(getattr(ctx, "command", None), "name", None)
     hint = f" (see `{command(name, '--help')}`)" if name and name != "tfbulk" else ""
-    return f"{message()}{hint}", code
+    return f"{_missing(exc) or message()}{hint}", code
+
+
+def _missing(exc: Exception) -> str | None:
+    """A required option, said the way the other required inputs are: `--snapshot PATH (or
+    TFBULK_SNAPSHOT) is required`."""
+    param = getattr(exc, "param", None)
+    if type(exc).__name__ != "MissingParameter" or not getattr(param, "opts", None):
+        return None
+    if getattr(param, "param_type_name", "") != "option":
+        return None
+    envvar = param.envvar[0] if isinstance(param.envvar, list | tuple) else param.envvar  # type: ignore[union-attr]
+    flag = " ".join(filter(None, [param.opts[0], param.metavar]))  # type: ignore[union-attr]
+    return f"{flag} (or {envvar}) is required" if envvar else f"{flag} is required"
 
 
 def _fail(message: str, code: int) -> NoReturn:

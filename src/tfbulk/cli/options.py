@@ -303,7 +303,7 @@ def scope(courses: list[int] | None, segments: list[int] | None, limit: int | No
 
 
 def run_settings(
-    snapshot: Path | None,
+    snapshot: Path,
     dest: Path,
     state: str | None,
     templates: tuple[str | None, str],
@@ -312,8 +312,6 @@ def run_settings(
     **rest: Any,
 ) -> RunSettings:
     """What `run` and `doctor` both need: input, output, templates; the rest is theirs."""
-    if snapshot is None:
-        raise BadInput("--snapshot PATH (or TFBULK_SNAPSHOT) is required")
     url_template, path_template = templates
     if url_template is not None and signer.kind == "s3":
         raise BadInput(
