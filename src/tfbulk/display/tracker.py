@@ -103,6 +103,7 @@ class RunTracker:
                 self.planned = planned
             case RunStarted():
                 self.started, self.start_time = event, self.clock()
+                self._samples.clear()  # frames drawn while planning moved nothing
                 self._samples.append((self.start_time, 0, 0))  # first rates: since the start
                 for course in event.courses:
                     self.courses[course.course_id] = CourseProgress(
