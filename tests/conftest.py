@@ -189,7 +189,7 @@ class Workspace:
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TFBULK_")}
-    env.update({"PYTHONUNBUFFERED": "1", "NO_COLOR": "1"})
+    env.update({"PYTHONUNBUFFERED": "1", "NO_COLOR": "1", "LC_ALL": "C.UTF-8"})
     env.pop("COLUMNS", None)
     env.update(extra or {})
     return env

@@ -108,7 +108,7 @@ def build_signer(settings: SignerSettings) -> Signer:
         if not settings.key_pair_id:
             raise BadInput("--key-pair-id (or TFBULK_KEY_PAIR_ID) is required to sign URLs")
         if settings.private_key is None:
-            raise BadInput("--private-key (or TFBULK_PRIVATE_KEY_FILE) is required to sign URLs")
+            raise BadInput("--private-key (or TFBULK_PRIVATE_KEY) is required to sign URLs")
         return _cloudfront_signer(load_private_key(settings.private_key), settings)
     if settings.kind == "s3":
         lifetime = s3_lifetime(settings.expires)

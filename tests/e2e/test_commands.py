@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import httpx
+import pytest
 from botocore.signers import CloudFrontSigner as BotocoreSigner
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
@@ -75,13 +76,15 @@ def test_state_flag_points_anywhere(ws: Workspace) -> None:
     assert result.json["success"] == len(ws.downloadable())
 
 
-def test_environment_variables_configure_run(ws: Workspace) -> None:
+@pytest.mark.parametrize("key_var", ["TFBULK_PRIVATE_KEY", "TFBULK_PRIVATE_KEY_FILE"])
+def test_environment_variables_configure_run(ws: Workspace, key_var: str) -> None:
+    """`TFBULK_<FLAG>` for every flag; the private key's older variable keeps working."""
     env = {
         "TFBULK_SNAPSHOT": str(ws.snapshot),
         "TFBULK_DEST": str(ws.dest),
         "TFBULK_URL_TEMPLATE": f"{ws.origin.base_url}/truefire/{{segment_id}}.mp4",
         "TFBULK_KEY_PAIR_ID": KEY_PAIR_ID,
-        "TFBULK_PRIVATE_KEY_FILE": str(ws.keys.private),
+        key_var: str(ws.keys.private),
         "TFBULK_CONCURRENCY": "2",
     }
     result = ws.tfbulk("run", "--json", env=env)

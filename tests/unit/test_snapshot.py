@@ -138,8 +138,8 @@ def test_valid_snapshot_segments(sample: Path) -> None:
     assert titles == {c.course_id: c.title for c in catalogue}
     # Some sample segments have no video, so "no video" has something to count.
     assert any(s.video is None for s in segments)
-    assert segments[0] == SnapshotSegment(1001, 100, 1, None, "Intro")  # 1001 % 7 == 0
-    assert segments[1] == SnapshotSegment(1002, 101, 1, "mp4:blues101/lesson_02", "Warm-up")
+    assert segments[0] == SnapshotSegment(1001, 100, 1, "mp4:blues101/lesson_01", "Intro")
+    assert segments[6] == SnapshotSegment(1007, 100, 1, None, "Double Stops")  # each 7th
 
 
 def test_segments_ordered_by_course_then_id(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import pytest
 from tfbulk.display.tracker import ERRORS_KEPT, CourseProgress, RunTracker
 from tfbulk.pipeline.events import (
     CourseTotals,
+    PlanProgress,
     RunStarted,
     RunStopping,
     SegmentFailed,
@@ -59,7 +60,7 @@ def tracker(ticks: list[float]) -> RunTracker:
 
 def test_before_run_started() -> None:
     snap = RunTracker(clock=list_clock([5.0])).snapshot()
-    assert (snap.total, snap.success, snap.failed, snap.queued, snap.elapsed) == (0, 0, 0, 0, 0.0)
+    assert (snap.total, snap.success, snap.failed, snap.pending, snap.elapsed) == (0, 0, 0, 0, 0.0)
     assert snap.eta is None
     assert snap.courses == []
 
@@ -67,7 +68,7 @@ def test_before_run_started() -> None:
 def test_run_started_counts(tracker: RunTracker) -> None:
     snap = tracker.snapshot()
     assert (snap.total, snap.success, snap.skipped, snap.failed) == (10, 2, 0, 1)
-    assert (snap.processing, snap.queued, snap.retries, snap.bytes) == (0, 7, 0, 0)
+    assert (snap.processing, snap.pending, snap.retries, snap.bytes) == (0, 7, 0, 0)
     assert snap.done == 3
     assert snap.courses == [
         CourseProgress(1, "Blues Rhythm 101", 6, done=2, failed=1),
@@ -83,7 +84,7 @@ def test_segment_lifecycle(tracker: RunTracker, ticks: list[float]) -> None:
     tracker(SegmentStarted(first))
     tracker(SegmentStarted(second))
     snap = tracker.snapshot()
-    assert (snap.processing, snap.queued) == (2, 5)
+    assert (snap.processing, snap.pending) == (2, 5)
     assert [t.segment_id for t in snap.transfers] == [201, 101]  # oldest first
     assert [(c.course_id, c.active) for c in snap.courses] == [(1, 1), (2, 1)]
 
@@ -92,7 +93,7 @@ def test_segment_lifecycle(tracker: RunTracker, ticks: list[float]) -> None:
     tracker(SegmentFinished(102, 1, "skipped", 2048, 0.0, 0))  # never started a transfer
     snap = tracker.snapshot()
     assert (snap.success, snap.skipped, snap.failed) == (3, 1, 1)
-    assert (snap.processing, snap.queued) == (1, 4)
+    assert (snap.processing, snap.pending) == (1, 4)
     assert snap.bytes == 4000
     assert [(c.course_id, c.done, c.failed, c.active) for c in snap.courses] == [
         (1, 4, 1, 0),
@@ -102,14 +103,14 @@ def test_segment_lifecycle(tracker: RunTracker, ticks: list[float]) -> None:
     second.received = 700
     tracker(SegmentRetrying(201, 2, 1, "HTTP 503 Service Unavailable", 2.0))
     snap = tracker.snapshot()
-    assert (snap.processing, snap.queued, snap.retries) == (0, 5, 1)
+    assert (snap.processing, snap.pending, snap.retries) == (0, 5, 1)
     assert snap.bytes == 4700  # bytes of an abandoned attempt stay counted
     assert snap.errors == [(201, 2, "HTTP 503 Service Unavailable")]
 
     tracker(SegmentStarted(transfer(201, 2, started_at=103.0)))
     tracker(SegmentFailed(201, 2, 2, "HTTP 404 Not Found"))
     snap = tracker.snapshot()
-    assert (snap.success, snap.skipped, snap.failed, snap.processing, snap.queued) == (
+    assert (snap.success, snap.skipped, snap.failed, snap.processing, snap.pending) == (
         3,
         1,
         2,
@@ -117,19 +118,58 @@ def test_segment_lifecycle(tracker: RunTracker, ticks: list[float]) -> None:
         4,
     )
     assert snap.done == 6
-    assert snap.errors == [
-        (201, 2, "HTTP 503 Service Unavailable"),
-        (201, 2, "HTTP 404 Not Found"),
-    ]
+    assert snap.errors == [(201, 2, "HTTP 404 Not Found")]  # the segment's latest error
     assert [(c.course_id, c.failed) for c in snap.courses] == [(1, 1), (2, 1)]
 
 
-def test_finished_courses_drop_out(tracker: RunTracker) -> None:
+def test_finished_courses_stay_and_know_when_they_finished(
+    tracker: RunTracker, ticks: list[float]
+) -> None:
+    ticks.append(103.0)
     for sid in (103, 104, 105):
         tracker(SegmentFinished(sid, 1, "success", 10, 0.1, 10))
     snap = tracker.snapshot()
-    assert [c.course_id for c in snap.courses] == [2]
+    assert [(c.course_id, c.finished, c.finished_at) for c in snap.courses] == [
+        (1, True, 103.0),
+        (2, False, None),
+    ]
     assert snap.success == 5
+
+
+def test_errors_of_segments_that_later_succeed_are_recovered(tracker: RunTracker) -> None:
+    tracker(SegmentRetrying(201, 2, 1, "HTTP 503 Service Unavailable", 1.0))
+    tracker(SegmentRetrying(201, 2, 2, "HTTP 429 Too Many Requests", 1.0))
+    tracker(SegmentRetrying(202, 2, 1, "HTTP 503 Service Unavailable", 1.0))
+    assert tracker.snapshot().errors == [
+        (201, 2, "HTTP 429 Too Many Requests"),  # one line per segment: its latest error
+        (202, 2, "HTTP 503 Service Unavailable"),
+    ]
+    tracker(SegmentFinished(201, 2, "success", 10, 0.1, 10))
+    snap = tracker.snapshot()
+    assert snap.errors == [(202, 2, "HTTP 503 Service Unavailable")]
+    assert snap.recovered == 1
+    tracker(SegmentFinished(203, 2, "success", 10, 0.1, 10))  # never failed: not recovered
+    assert tracker.snapshot().recovered == 1
+
+
+def test_eta_from_bytes_before_any_file_finishes(tracker: RunTracker, ticks: list[float]) -> None:
+    """7 segments to go, two in flight of 4,000 bytes each at 1,000 bytes/s: the others
+    are guessed at that size, so 6 × 4,000 + 2 × 4,000 − 2,000 bytes remain."""
+    moving = [transfer(101, 1, size=4000), transfer(201, 2, size=4000)]
+    for t in moving:
+        tracker(SegmentStarted(t))
+    tracker.snapshot()
+    ticks.append(102.0)
+    moving[0].received = 2000
+    snap = tracker.snapshot()
+    assert (snap.done, snap.rate_files, snap.rate_bytes) == (3, 0.0, 1000.0)
+    assert snap.eta == (5 * 4000 + 2 * 4000 - 2000) / 1000.0
+
+
+def test_planning_progress_before_the_run_starts() -> None:
+    tracker = RunTracker()
+    tracker(PlanProgress(4000))
+    assert tracker.snapshot().planned == 4000
 
 
 def test_parked_goes_back_to_the_queue(tracker: RunTracker) -> None:
@@ -139,7 +179,7 @@ def test_parked_goes_back_to_the_queue(tracker: RunTracker) -> None:
     assert tracker.snapshot().bytes == 500  # only bytes moved this run
     tracker(SegmentParked(101, 1))
     snap = tracker.snapshot()
-    assert (snap.processing, snap.queued, snap.bytes) == (0, 7, 500)
+    assert (snap.processing, snap.pending, snap.bytes) == (0, 7, 500)
     assert snap.courses[0].active == 0
 
 
@@ -183,7 +223,7 @@ def test_rates_and_eta_with_fake_clock(tracker: RunTracker, ticks: list[float]) 
     snap = tracker.snapshot()
     assert snap.rate_bytes == 1000.0  # 4000 bytes over 4 s
     assert snap.rate_files == 0.25  # 1 file over 4 s
-    assert snap.queued == 6
+    assert snap.pending == 6
     assert snap.eta == 6 / 0.25
 
 

@@ -18,6 +18,7 @@ from tfbulk.display.summary import course_table, failures_table, print_run_summa
 from tfbulk.display.tracker import RunTracker
 from tfbulk.pipeline.events import (
     CourseTotals,
+    PlanProgress,
     RunFinished,
     RunStarted,
     SegmentFailed,
@@ -64,8 +65,8 @@ def test_live_frame_fits_80x24_and_shows_everything_that_matters() -> None:
     lines = render(LiveView(tracker, Console(width=80, height=24)), 80, 24)
     text = "\n".join(lines)
     assert len(lines) <= 24 and all(len(line) <= 80 for line in lines)
-    assert "12 successful" in text and "2 failed" in text and "1 skipped" in text
-    assert "10 processing" in text and "35 queued" in text
+    assert "12 success" in text and "2 failed" in text and "1 skipped" in text
+    assert "10 processing" in text and "35 pending" in text
     assert "15/60" in text
     assert "course 2" in text and "Rock Improvisation 102" in text
     assert "HTTP 404 Not Found" in text and "segment 113" in text
@@ -97,7 +98,7 @@ def test_live_frame_in_a_tiny_terminal_keeps_the_essentials() -> None:
     lines = render(LiveView(busy_tracker(), Console(width=60, height=12)), 60, 12)
     text = "\n".join(lines)
     assert len(lines) <= 12
-    assert "successful" in text and "recent errors" in text
+    assert "success" in text and "recent errors" in text
 
 
 def test_plain_reporter_writes_log_lines_without_escape_codes() -> None:
@@ -157,9 +158,9 @@ def test_summary_lists_courses_totals_and_the_first_20_failures(fancy: bool) -> 
 
 
 def test_status_grid_speaks_words_in_logs_and_emoji_in_terminals() -> None:
-    counts = {"success": 3, "processing": 2, "queued": 1, "failed": 4, "skipped": 5}
+    counts = {"success": 3, "processing": 2, "pending": 1, "failed": 4, "skipped": 5}
     assert str(status_grid(**counts, fancy=False)) == (
-        "successful 3 · processing 2 · queued 1 · failed 4 · skipped 5"
+        "success 3 · processing 2 · pending 1 · failed 4 · skipped 5"
     )
     fancy = str(status_grid(**counts, fancy=True))
     assert "✅ 3" in fancy and "❌ 4" in fancy and "⏭" in fancy
@@ -233,3 +234,46 @@ def test_brackets_and_colons_in_data_print_as_they_are(terminal: bool) -> None:
         failures_table([SegmentRecord(5, 1, title, "p", "failed", 1, None, error)], fancy=terminal)
     )
     assert title in stream.getvalue() and error in stream.getvalue()
+
+
+def test_live_view_shows_planning_before_the_run_starts() -> None:
+    tracker = RunTracker()
+    tracker(PlanProgress(6000))
+    for width in (80, 120):
+        text = "\n".join(render(LiveView(tracker, Console(width=width, height=24)), width, 24))
+        assert "planning the snapshot: 6,000 segments so far" in text
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_live_frame_keeps_finished_courses_and_drops_recovered_errors(width: int) -> None:
+    tracker = busy_tracker(in_flight=2)
+    tracker(SegmentFinished(115, 2, "success", 1000, 0.1, 1000))  # its 503 is behind it now
+    for sid in range(300, 320):
+        tracker(SegmentFinished(sid, 3, "success", 1000, 0.1, 1000))
+    lines = render(LiveView(tracker, Console(width=width, height=30)), width, 30)
+    text = "\n".join(lines)
+    assert all(len(line) <= width for line in lines)
+    done = next(line for line in lines if "course 3" in line)
+    assert "20/20" in done and "done" in done
+    assert "503" not in text and "1 segment recovered after a failed attempt" in text
+    assert "HTTP 404 Not Found" in text  # a failure stays until it is retried
+
+
+def test_status_grid_speaks_the_contracts_state_names() -> None:
+    text = status_grid(success=1, processing=0, pending=2, failed=1, skipped=0, fancy=True).plain
+    assert "1 success" in text and "2 pending" in text
+    assert "successful" not in text and "queued" not in text
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_summary_with_failures_ends_with_the_exact_retry_command(width: int) -> None:
+    summary = Summary((CourseCounts(1, "Blues Soloing 101", 3, 2, 0, 1, 0, 0, 600),))
+    failures = [SegmentRecord(7, 1, None, None, "failed", 5, None, "HTTP 404 Not Found")]
+    console = Console(record=True, width=width, force_terminal=False, no_color=True)
+    retry = ".venv/bin/tfbulk retry --dest '/srv/my videos'"
+    print_run_summary(console, summary, elapsed=1.0, downloaded=600, failures=failures,
+                      fancy=False, hint=lambda name: retry.replace("retry", name))  # fmt: skip
+    lines = console.export_text().rstrip().splitlines()
+    assert lines[-1].strip() == retry
+    assert "to try it again" in lines[-2]
+    assert all(len(line) <= width for line in lines)

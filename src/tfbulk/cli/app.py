@@ -10,12 +10,15 @@ or the verifier.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+from typer.core import TyperArgument, TyperCommand
 
 from tfbulk import __version__
+from tfbulk.display.ascii import plain_streams
 from tfbulk.errors import ExitCode, TfbulkError
+from tfbulk.invocation import command
 
 if TYPE_CHECKING:
     pass
@@ -25,11 +28,29 @@ app = typer.Typer(
     name="tfbulk",
     help="Bulk-download a signed-URL video catalogue: just-in-time signing, resumable, verified.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_show_locals=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+class Command(TyperCommand):
+    """typer's command with arguments shown as written: `URL`, not `{URL}` or `URL <str>`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if isinstance(param, TyperArgument) and param.metavar:
+                param.display_type_rich = lambda **_: None  # type: ignore[method-assign]
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [piece.strip("{}") for piece in super().collect_usage_pieces(ctx)]
+
+
+def examples(*lines: str) -> str:
+    """A help epilog of commands an operator types, kept as written (click's `\\b`)."""
+    return "Examples:\n\n\b\n" + "\n".join(f"  {line}" for line in lines)
 
 
 def _version(value: bool) -> None:
@@ -50,6 +71,7 @@ def _root(
 
 def main(argv: list[str] | None = None) -> None:
     """Run the app; turn every expected error into one line and a documented exit code."""
+    plain_streams()
     try:
         code = app(args=argv, prog_name="tfbulk", standalone_mode=False)
     except TfbulkError as exc:
@@ -76,8 +98,21 @@ def _usage_error(exc: Exception) -> tuple[str, int] | None:
         return None
     ctx = getattr(exc, "ctx", None)
     name = getattr(getattr(ctx, "command", None), "name", None)
-    hint = f" (see `tfbulk {name} --help`)" if name and name != "tfbulk" else ""
-    return f"{message()}{hint}", code
+    hint = f" (see `{command(name, '--help')}`)" if name and name != "tfbulk" else ""
+    return f"{_missing(exc) or message()}{hint}", code
+
+
+def _missing(exc: Exception) -> str | None:
+    """A required option, said the way the other required inputs are: `--snapshot PATH (or
+    TFBULK_SNAPSHOT) is required`."""
+    param = getattr(exc, "param", None)
+    if type(exc).__name__ != "MissingParameter" or not getattr(param, "opts", None):
+        return None
+    if getattr(param, "param_type_name", "") != "option":
+        return None
+    envvar = param.envvar[0] if isinstance(param.envvar, list | tuple) else param.envvar  # type: ignore[union-attr]
+    flag = " ".join(filter(None, [param.opts[0], param.metavar]))  # type: ignore[union-attr]
+    return f"{flag} (or {envvar}) is required" if envvar else f"{flag} is required"
 
 
 def _fail(message: str, code: int) -> NoReturn:

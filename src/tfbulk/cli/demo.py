@@ -17,27 +17,58 @@ from tfbulk.settings import (
 if TYPE_CHECKING:
     pass
 
+from tfbulk.cli.app import examples
 from tfbulk.cli.options import (
     AsJson,
 )
 from tfbulk.cli.output import print_json
 from tfbulk.cli.run import Output, execute
 
+DEMO_EXAMPLES = examples(
+    "tfbulk demo",
+    "tfbulk demo --faults                   # retries and a permanent 404",
+    "tfbulk demo --dir demo --courses 20 --segments 40 --speed 2M",
+)
+ORIGIN_EXAMPLES = examples(
+    "tfbulk origin --synthetic --port 8080",
+    "tfbulk origin --root /srv/videos --port 8080 \\",
+    "    --public-key cf-public.pem --key-pair-id K2JCJMDEHXQW5F",
+)
+
 
 def demo_command(
     folder: Annotated[
         Path | None,
-        typer.Option("--dir", help="Work here and keep it (default: a new temporary folder)."),
+        typer.Option(
+            "--dir", metavar="DIR", help="Work here and keep it (default: a new temporary folder)."
+        ),
     ] = None,
-    courses: Annotated[int, typer.Option("--courses", help="Courses in the sample catalogue.")] = 4,
-    segments: Annotated[int, typer.Option("--segments", help="Segments per course.")] = 12,
+    courses: Annotated[
+        int, typer.Option("--courses", metavar="N", help="Courses in the sample catalogue.")
+    ] = 4,
+    segments: Annotated[
+        int,
+        typer.Option(
+            "--segments", metavar="N", help="Segments per course (every 7th has no video)."
+        ),
+    ] = 12,
     speed: Annotated[
         str,
-        typer.Option("--speed", help="Origin speed per connection (e.g. 512k; 0 = unthrottled)."),
+        typer.Option(
+            "--speed",
+            metavar="SIZE",
+            help="Origin speed per connection (e.g. 512k; 0 = unthrottled).",
+        ),
     ] = "512k",
-    min_size: Annotated[str, typer.Option("--min-size", help="Smallest sample video.")] = "256k",
-    max_size: Annotated[str, typer.Option("--max-size", help="Largest sample video.")] = "3M",
-    concurrency: Annotated[int, typer.Option("--concurrency", help="Downloads at once.")] = 6,
+    min_size: Annotated[
+        str, typer.Option("--min-size", metavar="SIZE", help="Smallest sample video.")
+    ] = "256k",
+    max_size: Annotated[
+        str, typer.Option("--max-size", metavar="SIZE", help="Largest sample video.")
+    ] = "3M",
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", metavar="N", help="Downloads at once.")
+    ] = 6,
     faults: Annotated[
         bool, typer.Option("--faults", help="Inject transient errors, a drop and a 404.")
     ] = False,
@@ -68,6 +99,8 @@ def demo_command(
         concurrency=check_positive(concurrency, "--concurrency"),
         faults=faults,
     )
+    if not (quiet or as_json):
+        typer.echo("preparing the demo: a sample catalogue, a throw-away key, a local origin")
     setup = prepare_demo(options)
     try:
         output = Output(as_json, quiet=quiet, progress=progress)
@@ -89,9 +122,13 @@ def demo_command(
     if quiet:
         return report.exit_code
     typer.echo(f"\nfiles: {setup.dest}\nstate DB: {default_state_path(setup.dest)}")
-    typer.echo("the demo's origin has stopped; to look around or run it again by hand:")
-    for command in setup.commands():
+    failed = bool(report.summary.total_of("failed"))
+    typer.echo("to look around" + (" and requeue what failed" if failed else "") + ":")
+    for command in setup.inspect_commands(failed=failed):
         typer.echo(f"  {command}")
+    origin, run = setup.rerun_commands()
+    typer.echo("the demo's origin has stopped; to run it again by hand, start it in one terminal:")
+    typer.echo(f"  {origin}\nand the run in another:\n  {run}")
     return report.exit_code
 
 
@@ -100,22 +137,41 @@ def origin_command(
         bool, typer.Option("--synthetic", help="Serve generated MP4 bodies for any *.mp4 path.")
     ] = False,
     root: Annotated[
-        Path | None, typer.Option("--root", help="Serve the files under this folder.")
+        Path | None,
+        typer.Option("--root", metavar="DIR", help="Serve the files under this folder."),
     ] = None,
     public_key: Annotated[
         Path | None,
-        typer.Option("--public-key", help="PEM public key: check CloudFront signatures with it."),
+        typer.Option(
+            "--public-key",
+            metavar="PATH",
+            help="PEM public key: check CloudFront signatures with it.",
+        ),
     ] = None,
     key_pair_id: Annotated[
-        str | None, typer.Option("--key-pair-id", help="The Key-Pair-Id the public key answers to.")
+        str | None,
+        typer.Option(
+            "--key-pair-id", metavar="ID", help="The Key-Pair-Id the public key answers to."
+        ),
     ] = None,
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port (0 = any free port).")] = 8080,
+    host: Annotated[
+        str, typer.Option("--host", metavar="ADDRESS", help="Address to listen on.")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", metavar="N", help="Port (0 = any free port).")
+    ] = 8080,
     speed: Annotated[
-        str, typer.Option("--speed", help="Throttle each connection (e.g. 1M; 0 = unthrottled).")
+        str,
+        typer.Option(
+            "--speed", metavar="SIZE", help="Throttle each connection (e.g. 1M; 0 = unthrottled)."
+        ),
     ] = "0",
-    min_size: Annotated[str, typer.Option("--min-size", help="Smallest synthetic body.")] = "256k",
-    max_size: Annotated[str, typer.Option("--max-size", help="Largest synthetic body.")] = "3M",
+    min_size: Annotated[
+        str, typer.Option("--min-size", metavar="SIZE", help="Smallest synthetic body.")
+    ] = "256k",
+    max_size: Annotated[
+        str, typer.Option("--max-size", metavar="SIZE", help="Largest synthetic body.")
+    ] = "3M",
 ) -> int:
     """Serve a local CloudFront-like origin to rehearse a configuration (Ctrl-C stops it)."""
     import asyncio

@@ -15,13 +15,13 @@ from tfbulk.settings import (
     DEFAULT_MAX_FILE_SIZE,
     DEFAULT_PATH_TEMPLATE,
     DEFAULT_REGION,
-    Scope,
     policy_settings,
 )
 
 if TYPE_CHECKING:
     pass
 
+from tfbulk.cli.app import examples
 from tfbulk.cli.options import (
     AsJson,
     Bucket,
@@ -36,6 +36,7 @@ from tfbulk.cli.options import (
     IpAddress,
     KeyPairId,
     KeyTemplate,
+    LimitCourses,
     MaxFileSize,
     PathTemplate,
     PolicyResource,
@@ -49,17 +50,26 @@ from tfbulk.cli.options import (
     UrlTemplate,
     network_settings,
     run_settings,
+    scope,
     signer_settings,
 )
 from tfbulk.cli.output import print_json
 
+EXAMPLES = examples(
+    "tfbulk doctor --snapshot catalogue.db --dest /srv/videos",
+    "tfbulk doctor --snapshot catalogue.db --dest /srv/videos --probe 5",
+    "tfbulk doctor --snapshot catalogue.db --dest /srv/videos --json",
+    "# takes every input flag of `tfbulk run`: swap the word run for doctor",
+)
+
 
 def doctor_command(
-    snapshot: SnapshotPath = None,
+    snapshot: SnapshotPath,
     dest: Dest = Path("downloads"),
     state: State = None,
     course: Courses = None,
     segment: Segments = None,
+    limit_courses: LimitCourses = None,
     url_template: UrlTemplate = None,
     path_template: PathTemplate = DEFAULT_PATH_TEMPLATE,
     signer: SignerKind = "cloudfront",
@@ -76,7 +86,10 @@ def doctor_command(
     key_template: KeyTemplate = DEFAULT_KEY_TEMPLATE,
     profile: Profile = None,
     probe: Annotated[
-        int, typer.Option("--probe", help="Send signed HEAD requests for N sampled segments.")
+        int,
+        typer.Option(
+            "--probe", metavar="N", help="Send signed HEAD requests for N sampled segments."
+        ),
     ] = 0,
     http: HttpVersion = "2",
     ca_bundle: CaBundle = None,
@@ -101,7 +114,7 @@ def doctor_command(
             profile=profile,
             policy=policy_settings(hash_algorithm, policy_resource, date_greater_than, ip_address),
         ),
-        scope=Scope(courses=frozenset(course or ()), segments=frozenset(segment or ())),
+        scope=scope(course, segment, limit_courses),
         network=network_settings(http, ca_bundle, max_file_size),
     )
     from tfbulk.commands.doctor import as_json as doctor_json

@@ -4,6 +4,7 @@ no signer, no event loop is loaded)."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from tfbulk.display.console import make_console
+from tfbulk.display.format import counted
 from tfbulk.display.summary import (
     course_table,
     failures_table,
@@ -20,6 +22,7 @@ from tfbulk.display.summary import (
     workers_table,
 )
 from tfbulk.errors import BadInput
+from tfbulk.invocation import command, place
 from tfbulk.settings import (
     resolve_state,
 )
@@ -28,6 +31,7 @@ from tfbulk.state import Status, Store, WorkerStatus, open_store
 if TYPE_CHECKING:
     pass
 
+from tfbulk.cli.app import examples
 from tfbulk.cli.options import (
     AsJson,
     Courses,
@@ -36,6 +40,24 @@ from tfbulk.cli.options import (
     State,
 )
 from tfbulk.cli.output import print_json
+
+STATUS_EXAMPLES = examples(
+    "tfbulk status --dest /srv/videos",
+    "tfbulk status --dest /srv/videos --course 7",
+    "tfbulk status --dest /srv/videos --json",
+    "tfbulk status --state postgresql://tfbulk@db/tfbulk",
+)
+FAILED_EXAMPLES = examples(
+    "tfbulk failed --dest /srv/videos",
+    "tfbulk failed --dest /srv/videos --course 7",
+    "tfbulk failed --dest /srv/videos --json",
+)
+RETRY_EXAMPLES = examples(
+    "tfbulk retry --dest /srv/videos",
+    "tfbulk retry --dest /srv/videos --course 7",
+    "tfbulk retry --dest /srv/videos --segment 1042 --segment 1043",
+    "# then the run command again downloads them",
+)
 
 
 def open_existing(state: str | None, dest: Path) -> Store:
@@ -46,7 +68,7 @@ def status_command(
     dest: Dest = Path("downloads"),
     state: State = None,
     course: Annotated[
-        int | None, typer.Option("--course", help="List this course's segments.")
+        int | None, typer.Option("--course", metavar="ID", help="List this course's segments.")
     ] = None,
     as_json: AsJson = False,
 ) -> int:
@@ -84,7 +106,7 @@ def status_command(
         status_grid(
             success=summary.total_of("success"),
             processing=summary.total_of("processing"),
-            queued=summary.total_of("pending"),
+            pending=summary.total_of("pending"),
             failed=summary.total_of("failed"),
             skipped=summary.total_of("skipped"),
             fancy=fancy,
@@ -122,7 +144,9 @@ def _iso(timestamp: float) -> str:
 def failed_command(
     dest: Dest = Path("downloads"),
     state: State = None,
-    course: Annotated[int | None, typer.Option("--course", help="Only this course.")] = None,
+    course: Annotated[
+        int | None, typer.Option("--course", metavar="ID", help="Only this course.")
+    ] = None,
     as_json: AsJson = False,
 ) -> int:
     """Failed segments with their last error."""
@@ -151,7 +175,10 @@ def failed_command(
         return 0
     console = make_console(sys.stdout, terminal=sys.stdout.isatty())
     console.print(failures_table(records, fancy=sys.stdout.isatty()))
-    console.print(f"{len(records):,} failed; requeue them with `tfbulk retry`")
+    console.print(
+        f"{counted(len(records), 'failed segment')}; requeue them with "
+        f"`{command('retry', *place(dest, state))}`"
+    )
     return 0
 
 
@@ -165,14 +192,37 @@ def retry_command(
     """Put failed segments back to pending (all, or --course/--segment)."""
     store = open_existing(state, dest)
     try:
+        _refuse_unknown(store, course or (), segment or ())
         count = store.requeue_failed(course or (), segment or ())
     finally:
         store.close()
     if as_json:
         print_json({"requeued": count})
-    else:
+    elif count:
         typer.echo(
-            f"requeued {count:,} failed segment{'s' if count != 1 else ''}; "
-            "run `tfbulk run` with the same flags to download them"
+            f"requeued {counted(count, 'failed segment')}; "
+            f"run `{command('run')}` with the same flags to download them"
         )
+    else:
+        typer.echo(f"nothing to retry: no failed segment{_among(course, segment)}")
     return 0
+
+
+def _refuse_unknown(store: Store, courses: Sequence[int], segments: Sequence[int]) -> None:
+    """An id that is not in the state DB is a typo or the wrong --dest: exit 2, naming it."""
+    for course_id in courses:
+        if not store.summary(scoped=False, course=course_id).courses:
+            raise BadInput(f"course {course_id} is not in the state DB; check the id and --dest")
+    failed = {r.segment_id for r in store.records(status=Status.FAILED)}
+    if any(s not in failed for s in segments):
+        known = {r.segment_id for r in store.records()}
+        for segment_id in segments:
+            if segment_id not in known:
+                raise BadInput(
+                    f"segment {segment_id} is not in the state DB; check the id and --dest"
+                )
+
+
+def _among(courses: Sequence[int] | None, segments: Sequence[int] | None) -> str:
+    flags = [f"--course {c}" for c in courses or ()] + [f"--segment {s}" for s in segments or ()]
+    return f" among {' '.join(flags)}" if flags else ""

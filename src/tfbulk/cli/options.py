@@ -18,6 +18,7 @@ from tfbulk.settings import (
     Network,
     PolicySettings,
     RunSettings,
+    Scope,
     SignerSettings,
     check_ca_bundle,
     check_http_version,
@@ -32,14 +33,20 @@ if TYPE_CHECKING:
 
 from tfbulk.cli.output import print_warnings
 
+# The contract's `TFBULK_<FLAG>` name first; the older one keeps working.
+PRIVATE_KEY_ENV = ["TFBULK_PRIVATE_KEY", "TFBULK_PRIVATE_KEY_FILE"]
+
 SnapshotPath = Annotated[
-    Path | None,
-    typer.Option("--snapshot", envvar="TFBULK_SNAPSHOT", help="Catalogue snapshot (SQLite)."),
+    Path,
+    typer.Option(
+        "--snapshot", metavar="PATH", envvar="TFBULK_SNAPSHOT", help="Catalogue snapshot (SQLite)."
+    ),
 ]
 UrlTemplate = Annotated[
     str | None,
     typer.Option(
         "--url-template",
+        metavar="TEMPLATE",
         envvar="TFBULK_URL_TEMPLATE",
         help=f"URL of a segment (default {DEFAULT_URL_TEMPLATE}; not with --signer s3).",
         show_default=False,
@@ -47,16 +54,25 @@ UrlTemplate = Annotated[
 ]
 PathTemplate = Annotated[
     str,
-    typer.Option("--path-template", envvar="TFBULK_PATH_TEMPLATE", help="File path under --dest."),
+    typer.Option(
+        "--path-template",
+        metavar="TEMPLATE",
+        envvar="TFBULK_PATH_TEMPLATE",
+        help="File path under --dest.",
+    ),
 ]
 
 Dest = Annotated[
-    Path, typer.Option("--dest", envvar="TFBULK_DEST", help="Download folder.", show_default=True)
+    Path,
+    typer.Option(
+        "--dest", metavar="DIR", envvar="TFBULK_DEST", help="Download folder.", show_default=True
+    ),
 ]
 State = Annotated[
     str | None,
     typer.Option(
         "--state",
+        metavar="PATH|URL",
         envvar="TFBULK_STATE",
         help="State DB (default DEST/.tfbulk/state.db).",
         show_default=False,
@@ -64,22 +80,38 @@ State = Annotated[
 ]
 Courses = Annotated[
     list[int] | None,
-    typer.Option("--course", envvar="TFBULK_COURSE", help="Only this course (repeatable)."),
+    typer.Option(
+        "--course", metavar="ID", envvar="TFBULK_COURSE", help="Only this course (repeatable)."
+    ),
+]
+LimitCourses = Annotated[
+    int | None,
+    typer.Option(
+        "--limit-courses",
+        metavar="N",
+        envvar="TFBULK_LIMIT_COURSES",
+        help="Only the first N courses.",
+    ),
 ]
 Segments = Annotated[
     list[int] | None,
-    typer.Option("--segment", envvar="TFBULK_SEGMENT", help="Only this segment (repeatable)."),
+    typer.Option(
+        "--segment", metavar="ID", envvar="TFBULK_SEGMENT", help="Only this segment (repeatable)."
+    ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 KeyPairId = Annotated[
     str | None,
-    typer.Option("--key-pair-id", envvar="TFBULK_KEY_PAIR_ID", help="CloudFront public key ID."),
+    typer.Option(
+        "--key-pair-id", metavar="ID", envvar="TFBULK_KEY_PAIR_ID", help="CloudFront public key ID."
+    ),
 ]
 PrivateKey = Annotated[
     Path | None,
     typer.Option(
         "--private-key",
-        envvar="TFBULK_PRIVATE_KEY_FILE",
+        metavar="PATH",
+        envvar=PRIVATE_KEY_ENV,
         help="PEM private key file: RSA (2048 bits or more) or ECDSA P-256.",
     ),
 ]
@@ -87,6 +119,7 @@ HashAlgorithm = Annotated[
     str | None,
     typer.Option(
         "--hash-algorithm",
+        metavar="SHA1|SHA256",
         envvar="TFBULK_HASH_ALGORITHM",
         help="CloudFront signature hash: SHA1 (default) or SHA256.",
         show_default=False,
@@ -96,6 +129,7 @@ PolicyResource = Annotated[
     str | None,
     typer.Option(
         "--policy-resource",
+        metavar="PATTERN",
         envvar="TFBULK_POLICY_RESOURCE",
         help="Custom policy for every URL matching this pattern (* and ? wildcards).",
     ),
@@ -104,6 +138,7 @@ DateGreaterThan = Annotated[
     str | None,
     typer.Option(
         "--date-greater-than",
+        metavar="TIME",
         envvar="TFBULK_DATE_GREATER_THAN",
         help="Custom policy: not valid before this time (Unix seconds or ISO-8601).",
     ),
@@ -112,6 +147,7 @@ IpAddress = Annotated[
     str | None,
     typer.Option(
         "--ip-address",
+        metavar="CIDR",
         envvar="TFBULK_IP_ADDRESS",
         help="Custom policy: only for clients in this range (CIDR).",
     ),
@@ -119,23 +155,38 @@ IpAddress = Annotated[
 Expires = Annotated[
     str,
     typer.Option(
-        "--expires", envvar="TFBULK_EXPIRES", help="Lifetime of each signature: 90s, 30m, 2h."
+        "--expires",
+        metavar="DURATION",
+        envvar="TFBULK_EXPIRES",
+        help="Lifetime of each signature: 90s, 30m, 2h.",
     ),
 ]
 SignerKind = Annotated[
     str,
-    typer.Option("--signer", envvar="TFBULK_SIGNER", help="cloudfront, s3 or none."),
+    typer.Option(
+        "--signer",
+        metavar="cloudfront|s3|none",
+        envvar="TFBULK_SIGNER",
+        help="cloudfront, s3 or none.",
+    ),
 ]
 Bucket = Annotated[
-    str | None, typer.Option("--bucket", envvar="TFBULK_BUCKET", help="S3 bucket (--signer s3).")
+    str | None,
+    typer.Option(
+        "--bucket", metavar="NAME", envvar="TFBULK_BUCKET", help="S3 bucket (--signer s3)."
+    ),
 ]
 Region = Annotated[
-    str, typer.Option("--region", envvar="TFBULK_REGION", help="S3 region (--signer s3).")
+    str,
+    typer.Option(
+        "--region", metavar="REGION", envvar="TFBULK_REGION", help="S3 region (--signer s3)."
+    ),
 ]
 EndpointUrl = Annotated[
     str | None,
     typer.Option(
         "--endpoint-url",
+        metavar="URL",
         envvar="TFBULK_ENDPOINT_URL",
         help="S3-compatible store, addressed path-style (--signer s3).",
     ),
@@ -144,6 +195,7 @@ KeyTemplate = Annotated[
     str,
     typer.Option(
         "--key-template",
+        metavar="TEMPLATE",
         envvar="TFBULK_KEY_TEMPLATE",
         help="S3 object key of a segment (--signer s3).",
     ),
@@ -152,6 +204,7 @@ Profile = Annotated[
     str | None,
     typer.Option(
         "--profile",
+        metavar="NAME",
         envvar="TFBULK_PROFILE",
         help="AWS profile (--signer s3), used instead of AWS_* keys and AWS_PROFILE.",
     ),
@@ -162,6 +215,7 @@ HttpVersion = Annotated[
     str,
     typer.Option(
         "--http",
+        metavar="1.1|2|3",
         envvar="TFBULK_HTTP",
         help="HTTP version: 1.1, 2 (HTTP/2 over TLS where the server offers it) or 3.",
     ),
@@ -170,6 +224,7 @@ CaBundle = Annotated[
     Path | None,
     typer.Option(
         "--ca-bundle",
+        metavar="PATH",
         envvar="TFBULK_CA_BUNDLE",
         help="PEM file of CA certificates to trust (private CAs, TLS-inspecting proxies).",
     ),
@@ -178,6 +233,7 @@ MaxFileSize = Annotated[
     str,
     typer.Option(
         "--max-file-size",
+        metavar="SIZE",
         envvar="TFBULK_MAX_FILE_SIZE",
         help="A body longer than this fails its segment (e.g. 64G, 500M).",
     ),
@@ -237,8 +293,17 @@ def signer_settings(
     )
 
 
+def scope(courses: list[int] | None, segments: list[int] | None, limit: int | None) -> Scope:
+    """What `run` and `doctor` cover: the same flags, the same checks."""
+    return Scope(
+        courses=frozenset(courses or ()),
+        segments=frozenset(segments or ()),
+        limit_courses=check_positive(limit, "--limit-courses") if limit is not None else None,
+    )
+
+
 def run_settings(
-    snapshot: Path | None,
+    snapshot: Path,
     dest: Path,
     state: str | None,
     templates: tuple[str | None, str],
@@ -247,8 +312,6 @@ def run_settings(
     **rest: Any,
 ) -> RunSettings:
     """What `run` and `doctor` both need: input, output, templates; the rest is theirs."""
-    if snapshot is None:
-        raise BadInput("--snapshot PATH (or TFBULK_SNAPSHOT) is required")
     url_template, path_template = templates
     if url_template is not None and signer.kind == "s3":
         raise BadInput(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -17,7 +18,6 @@ from tfbulk.settings import (
     DEFAULT_PATH_TEMPLATE,
     DEFAULT_REGION,
     RunSettings,
-    Scope,
     Sharing,
     Tuning,
     check_concurrency,
@@ -25,11 +25,13 @@ from tfbulk.settings import (
     check_positive,
     parse_duration,
     policy_settings,
+    resolve_state,
 )
 
 if TYPE_CHECKING:
     from tfbulk.report import DryRunReport, RunReport
 
+from tfbulk.cli.app import examples
 from tfbulk.cli.options import (
     Bucket,
     CaBundle,
@@ -43,6 +45,7 @@ from tfbulk.cli.options import (
     IpAddress,
     KeyPairId,
     KeyTemplate,
+    LimitCourses,
     MaxFileSize,
     PathTemplate,
     PolicyResource,
@@ -56,22 +59,39 @@ from tfbulk.cli.options import (
     UrlTemplate,
     network_settings,
     run_settings,
+    scope,
     signer_settings,
 )
 from tfbulk.cli.output import print_json, print_warnings
+from tfbulk.display.format import counted
+from tfbulk.invocation import command, place
+
+EXAMPLES = examples(
+    "export TFBULK_KEY_PAIR_ID=K2JCJMDEHXQW5F TFBULK_PRIVATE_KEY=cf.pem",
+    "tfbulk run --snapshot catalogue.db --dest /srv/videos",
+    "tfbulk run --snapshot catalogue.db --dest /srv/videos --dry-run",
+    "tfbulk run --snapshot catalogue.db --dest /srv/videos --course 7 --course 9",
+    "tfbulk run --snapshot catalogue.db --dest /srv/videos --max-time 5h \\",
+    "    --log-file /var/log/tfbulk.jsonl --no-progress      # from cron",
+    "# interrupted or stopped? the same command again resumes",
+)
 
 
 def run_command(
-    snapshot: SnapshotPath = None,
+    snapshot: SnapshotPath,
     dest: Dest = Path("downloads"),
     state: State = None,
     concurrency: Annotated[
-        int, typer.Option("--concurrency", envvar="TFBULK_CONCURRENCY", help="Downloads at once.")
+        int,
+        typer.Option(
+            "--concurrency", metavar="N", envvar="TFBULK_CONCURRENCY", help="Downloads at once."
+        ),
     ] = 10,
     lease: Annotated[
         str,
         typer.Option(
             "--lease",
+            metavar="DURATION",
             envvar="TFBULK_LEASE",
             help="PostgreSQL: a dead worker's segments go to others after this long.",
         ),
@@ -80,26 +100,25 @@ def run_command(
         int | None,
         typer.Option(
             "--max-global",
+            metavar="N",
             envvar="TFBULK_MAX_GLOBAL",
             help="PostgreSQL: most downloads in flight across all workers.",
         ),
     ] = None,
     retries: Annotated[
         int,
-        typer.Option("--retries", envvar="TFBULK_RETRIES", help="Attempts per segment and run."),
+        typer.Option(
+            "--retries", metavar="N", envvar="TFBULK_RETRIES", help="Attempts per segment and run."
+        ),
     ] = 5,
     course: Courses = None,
     segment: Segments = None,
-    limit_courses: Annotated[
-        int | None,
-        typer.Option(
-            "--limit-courses", envvar="TFBULK_LIMIT_COURSES", help="Only the first N courses."
-        ),
-    ] = None,
+    limit_courses: LimitCourses = None,
     max_time: Annotated[
         str | None,
         typer.Option(
             "--max-time",
+            metavar="DURATION",
             envvar="TFBULK_MAX_TIME",
             help="Start no new download after this long (seconds, or 30m, 2h).",
         ),
@@ -131,13 +150,17 @@ def run_command(
     log_file: Annotated[
         Path | None,
         typer.Option(
-            "--log-file", envvar="TFBULK_LOG_FILE", help="Append one JSON line per event."
+            "--log-file",
+            metavar="PATH",
+            envvar="TFBULK_LOG_FILE",
+            help="Append one JSON line per event.",
         ),
     ] = None,
     stats_interval: Annotated[
         str,
         typer.Option(
             "--stats-interval",
+            metavar="DURATION",
             envvar="TFBULK_STATS_INTERVAL",
             help="Without a terminal: a stats line this often.",
         ),
@@ -160,20 +183,35 @@ def run_command(
     backoff_base: Annotated[
         str,
         typer.Option(
-            "--backoff-base", envvar="TFBULK_BACKOFF_BASE", help="First retry delay ceiling."
+            "--backoff-base",
+            metavar="DURATION",
+            envvar="TFBULK_BACKOFF_BASE",
+            help="First retry delay ceiling.",
         ),
     ] = "1s",
     backoff_max: Annotated[
-        str, typer.Option("--backoff-max", envvar="TFBULK_BACKOFF_MAX", help="Longest retry delay.")
+        str,
+        typer.Option(
+            "--backoff-max",
+            metavar="DURATION",
+            envvar="TFBULK_BACKOFF_MAX",
+            help="Longest retry delay.",
+        ),
     ] = "120s",
     connect_timeout: Annotated[
         str,
-        typer.Option("--connect-timeout", envvar="TFBULK_CONNECT_TIMEOUT", help="Connect timeout."),
+        typer.Option(
+            "--connect-timeout",
+            metavar="DURATION",
+            envvar="TFBULK_CONNECT_TIMEOUT",
+            help="Connect timeout.",
+        ),
     ] = "30s",
     read_timeout: Annotated[
         str,
         typer.Option(
             "--read-timeout",
+            metavar="DURATION",
             envvar="TFBULK_READ_TIMEOUT",
             help="No byte for this long fails the attempt.",
         ),
@@ -200,13 +238,7 @@ def run_command(
             profile=profile,
             policy=policy_settings(hash_algorithm, policy_resource, date_greater_than, ip_address),
         ),
-        scope=Scope(
-            courses=frozenset(course or ()),
-            segments=frozenset(segment or ()),
-            limit_courses=check_positive(limit_courses, "--limit-courses")
-            if limit_courses is not None
-            else None,
-        ),
+        scope=scope(course, segment, limit_courses),
         tuning=Tuning(
             concurrency=check_concurrency(concurrency),
             retries=check_positive(retries, "--retries"),
@@ -266,10 +298,17 @@ def execute(settings: RunSettings, output: Output) -> RunReport:
     finally:
         display.close()
     print_warnings(report.warnings)
-    display.finish(report)
+    display.finish(report, hint=hinter(settings))
     if report.message:
         typer.echo(f"tfbulk: error: {report.message}", err=True)
     return report
+
+
+def hinter(settings: RunSettings) -> Callable[[str], str]:
+    """`tfbulk NAME` pointed at this run's state DB, as the user would type it."""
+    default = resolve_state(None, settings.dest) == settings.state
+    flags = place(settings.dest, None if default else settings.state)
+    return lambda name: command(name, *flags)
 
 
 def _print_dry_run(report: DryRunReport, human: object, *, as_json: bool) -> int:
@@ -280,8 +319,9 @@ def _print_dry_run(report: DryRunReport, human: object, *, as_json: bool) -> int
         return 0
     stats = report.stats
     lines = [
-        f"dry run: {data['segments']:,} downloadable segments in {data['courses']:,} courses "
-        f"({stats.no_video:,} without video, {stats.segments:,} segments in the snapshot)",
+        f"dry run: {counted(data['segments'], 'downloadable segment')} in "
+        f"{counted(data['courses'], 'course')} ({stats.no_video:,} without video, "
+        f"{counted(stats.segments, 'segment')} in the snapshot)",
         f"  already done: {data['already_done']:,} · failed earlier: {data['failed']:,} · "
         f"to download: {data['to_download']:,} (new: {data['new']:,})",
     ]

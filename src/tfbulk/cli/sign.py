@@ -16,6 +16,7 @@ from tfbulk.settings import (
 if TYPE_CHECKING:
     pass
 
+from tfbulk.cli.app import examples
 from tfbulk.cli.options import (
     Bucket,
     DateGreaterThan,
@@ -32,11 +33,21 @@ from tfbulk.cli.options import (
     signer_settings,
 )
 
+EXAMPLES = examples(
+    "export TFBULK_KEY_PAIR_ID=K2JCJMDEHXQW5F TFBULK_PRIVATE_KEY=cf.pem",
+    "URL=https://d2kum0w8xvhbpf.cloudfront.net/truefire/1042.mp4",
+    'tfbulk sign "$URL"',
+    'curl -I "$(tfbulk sign "$URL")"               # what does the CDN say?',
+    "tfbulk sign --signer s3 --bucket videos s3://videos/blues101/lesson_01.mp4",
+)
+
 
 def sign_command(
     url: Annotated[
         str,
-        typer.Argument(help="The URL to sign; for --signer s3 also KEY or s3://BUCKET/KEY."),
+        typer.Argument(
+            metavar="URL", help="The URL to sign; for --signer s3 also KEY or s3://BUCKET/KEY."
+        ),
     ],
     signer: SignerKind = "cloudfront",
     key_pair_id: KeyPairId = None,
@@ -44,7 +55,11 @@ def sign_command(
     expires: Expires = DEFAULT_EXPIRES,
     expires_at: Annotated[
         int | None,
-        typer.Option("--expires-at", help="Absolute expiry (Unix time) instead of --expires."),
+        typer.Option(
+            "--expires-at",
+            metavar="UNIX_TIME",
+            help="Absolute expiry (Unix time) instead of --expires.",
+        ),
     ] = None,
     hash_algorithm: HashAlgorithm = None,
     policy_resource: PolicyResource = None,

@@ -10,6 +10,7 @@ import typer
 if TYPE_CHECKING:
     from tfbulk.commands.verify import AuditReport
 
+from tfbulk.cli.app import examples
 from tfbulk.cli.inspect import open_existing
 from tfbulk.cli.options import (
     AsJson,
@@ -17,21 +18,33 @@ from tfbulk.cli.options import (
     State,
 )
 from tfbulk.cli.output import print_json
+from tfbulk.display.format import counted
+from tfbulk.invocation import command
+
+EXAMPLES = examples(
+    "tfbulk verify --dest /srv/videos --dry-run       # report only",
+    "tfbulk verify --dest /srv/videos                 # requeue what is bad",
+    "tfbulk verify --dest /srv/videos --full          # also re-hash (MD5)",
+    "tfbulk verify --dest /srv/videos --course 7 --json",
+)
 
 
 def verify_command(
     dest: Dest = Path("downloads"),
     state: State = None,
-    course: Annotated[int | None, typer.Option("--course", help="Only this course.")] = None,
+    course: Annotated[
+        int | None, typer.Option("--course", metavar="ID", help="Only this course.")
+    ] = None,
     full: Annotated[
         bool, typer.Option("--full", help="Also re-hash every file against its recorded MD5.")
     ] = False,
     dry_run_flag: Annotated[
-        bool, typer.Option("--dry-run", help="Report problems; requeue nothing.")
+        bool, typer.Option("--dry-run", help="Report problems; change nothing in the state DB.")
     ] = False,
     as_json: AsJson = False,
 ) -> int:
-    """Re-check finished files against the state DB; requeue missing or damaged ones."""
+    """Re-check finished files against the state DB; requeues missing or damaged ones
+    (this changes the state DB: --dry-run only reports)."""
     from tfbulk.commands.verify import audit
 
     store = open_existing(state, dest)
@@ -53,10 +66,12 @@ def _print_audit(report: AuditReport, requeued: int, *, dry_run: bool) -> None:
     for problem in report.problems:
         typer.echo(f"segment {problem.segment_id} (course {problem.course_id}) "
                    f"{problem.path}: {problem.reason}")  # fmt: skip
-    typer.echo(f"checked {report.checked:,} finished segments: {len(report.problems):,} problems")
+    checked = counted(report.checked, "finished segment")
+    typer.echo(f"checked {checked}: {counted(len(report.problems), 'problem')}")
     if requeued:
         typer.echo(
-            f"requeued {requeued:,}; run `tfbulk run` with the same flags to fetch them again"
+            f"requeued {counted(requeued, 'segment')} in the state DB (back to pending); "
+            f"run `{command('run')}` with the same flags to fetch them again"
         )
     elif dry_run and report.problems:
-        typer.echo("dry run: nothing was changed")
+        typer.echo("dry run: the state DB was not changed (without --dry-run they are requeued)")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tfbulk.credentials import load_public_key, write_key_pair
+from tfbulk.invocation import program
 from tfbulk.origin import Fault, Origin, SyntheticContent
 from tfbulk.origin.sample import SampleCourse, guitar_catalogue, write_snapshot
 from tfbulk.pipeline.plan import video_key
@@ -63,25 +64,25 @@ class DemoSetup:
             tuning=Tuning(concurrency=concurrency, backoff_base=0.5, backoff_max=4.0),
         )
 
-    def commands(self) -> list[str]:
-        """The commands that inspect and rerun this demo by hand."""
+    def inspect_commands(self, *, failed: bool) -> list[str]:
+        """The commands that look at this demo's state DB (and requeue its failures)."""
+        names = ["status", "failed", *(["retry"] if failed else [])]
+        return [shlex.join([*program(), name, "--dest", str(self.dest)]) for name in names]
+
+    def rerun_commands(self) -> tuple[str, str]:
+        """The origin to start in one terminal, and the run to start in another."""
         port = self.origin.port
         origin = [
-            "tfbulk", "origin", "--synthetic", "--port", str(port),
+            *program(), "origin", "--synthetic", "--port", str(port),
             "--public-key", str(self.public_key), "--key-pair-id", KEY_PAIR_ID,
             "--min-size", str(self.sizes[0]), "--max-size", str(self.sizes[1]),
         ]  # fmt: skip
         run = [
-            "tfbulk", "run", "--snapshot", str(self.snapshot), "--dest", str(self.dest),
+            *program(), "run", "--snapshot", str(self.snapshot), "--dest", str(self.dest),
             "--url-template", f"http://127.0.0.1:{port}{URL_PATH}",
             "--key-pair-id", KEY_PAIR_ID, "--private-key", str(self.private_key),
         ]  # fmt: skip
-        return [
-            shlex.join(["tfbulk", "status", "--dest", str(self.dest)]),
-            shlex.join(["tfbulk", "failed", "--dest", str(self.dest)]),
-            shlex.join(origin) + "   # in another terminal",
-            shlex.join(run),
-        ]
+        return shlex.join(origin), shlex.join(run)
 
 
 def prepare(options: DemoOptions) -> DemoSetup:

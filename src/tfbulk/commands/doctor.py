@@ -203,7 +203,7 @@ def _key_checks(settings: RunSettings) -> list[Check]:
                 "private key",
                 FAIL,
                 "no --private-key",
-                "pass --private-key PATH or set TFBULK_PRIVATE_KEY_FILE",
+                "pass --private-key PATH or set TFBULK_PRIVATE_KEY",
             ),
         ]
     try:

@@ -25,7 +25,14 @@ from tfbulk.display.summary import FAILURES_SHOWN
 from tfbulk.errors import BadInput, ExitCode
 from tfbulk.pipeline.destination import Destination
 from tfbulk.pipeline.engine import Engine, EngineResult
-from tfbulk.pipeline.events import CourseTotals, Observer, RunFinished, RunStarted, RunStopping
+from tfbulk.pipeline.events import (
+    CourseTotals,
+    Observer,
+    PlanProgress,
+    RunFinished,
+    RunStarted,
+    RunStopping,
+)
 from tfbulk.pipeline.fetch import Fetcher, open_transport
 from tfbulk.pipeline.plan import PlanRow, PlanStats, Template, plan_rows
 from tfbulk.pipeline.retry import FORBIDDEN_HINTS
@@ -37,6 +44,8 @@ from tfbulk.settings import RunSettings, Scope, Tuning
 from tfbulk.signing import Signer
 from tfbulk.state import Status, Store, Summary, open_store, store_exists
 from tfbulk.state.url import is_postgres_url
+
+PLAN_REPORT_EVERY = 2000
 
 
 @dataclass
@@ -104,7 +113,7 @@ def run(settings: RunSettings, observer: Observer, *, handle_signals: bool = Tru
                 settings.state, create=True, lock=True, dest=dest.root, sharing=settings.sharing
             )
             held.callback(store.close)
-            store.plan(rows, inputs.snapshot.course_titles())
+            store.plan(_reported(rows, observer), inputs.snapshot.course_titles())
         observer(_run_started(store.summary(), settings, dest))
         result = anyio.run(_download, settings, inputs, dest, store, observer, handle_signals)
         summary = store.summary()
@@ -131,6 +140,14 @@ def _planned(inputs: _Inputs, scope: Scope, stats: PlanStats) -> Iterator[PlanRo
     if first is None:
         raise BadInput(_nothing_to_download(stats, scope))
     return itertools.chain([first], rows)
+
+
+def _reported(rows: Iterator[PlanRow], observer: Observer) -> Iterator[PlanRow]:
+    """The rows, telling observers every PLAN_REPORT_EVERY how far planning has got."""
+    for count, row in enumerate(rows, 1):
+        if count % PLAN_REPORT_EVERY == 0:
+            observer(PlanProgress(count))
+        yield row
 
 
 def _nothing_to_download(stats: PlanStats, scope: Scope) -> str:

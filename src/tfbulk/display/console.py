@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
@@ -51,6 +52,7 @@ class RunDisplay:
         self._live_view: LiveView | None = None
         if self.live:
             self._view = self._live_view = LiveView(self.tracker, self.console)
+            self._live_view.start()
         else:
             self._view = PlainReporter(
                 self.tracker, stream, stats_interval=stats_interval, quiet=quiet
@@ -64,8 +66,9 @@ class RunDisplay:
         if self._live_view is not None:
             self._live_view.close()
 
-    def finish(self, report: RunReport) -> None:
-        """Print the summary that replaces the live view (or the one line of --quiet)."""
+    def finish(self, report: RunReport, hint: Callable[[str], str] = "tfbulk {}".format) -> None:
+        """Print the summary that replaces the live view (or the one line of --quiet);
+        `hint("retry")` is the command line that requeues this run's failures."""
         from tfbulk.display.summary import one_line, print_run_summary
 
         self.close()
@@ -81,6 +84,7 @@ class RunDisplay:
             downloaded=report.downloaded,
             failures=report.failures,
             fancy=self.live,
+            hint=hint,
         )
         if report.stop_reason and ExitCode(report.exit_code).resumable:
             self.console.print("state saved; run the same command again to resume")

@@ -16,7 +16,7 @@ from rich.text import Text
 
 from tfbulk.display.format import counted, human_bytes, human_duration, human_rate, percent
 from tfbulk.display.summary import status_grid
-from tfbulk.display.tracker import Progress, RunTracker
+from tfbulk.display.tracker import CourseProgress, Progress, RunTracker
 from tfbulk.pipeline.events import Event, RunFinished, RunStarted
 
 REFRESH_PER_SECOND = 4
@@ -31,7 +31,14 @@ class LiveView:
         self._live: Live | None = None
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, RunStarted) and self._live is None:
+        if isinstance(event, RunStarted):
+            self.start()
+        elif isinstance(event, RunFinished):
+            self.close()
+
+    def start(self) -> None:
+        """Show the view now: checking inputs and planning a big snapshot take seconds."""
+        if self._live is None:
             self._live = Live(
                 get_renderable=self._frame,
                 console=self._console,
@@ -40,9 +47,7 @@ class LiveView:
                 redirect_stdout=False,
                 redirect_stderr=False,
             )
-            self._live.start()
-        elif isinstance(event, RunFinished):
-            self.close()
+            self._live.start(refresh=True)
 
     def close(self) -> None:
         if self._live is not None:
@@ -51,14 +56,16 @@ class LiveView:
 
     def _frame(self) -> RenderableType:
         snap = self._tracker.snapshot()
+        if self._tracker.started is None:
+            return _planning(snap.planned)
         width, height = self._console.size
         errors = snap.errors[-ERRORS_MAX:]
-        transfer_rows, course_rows = _budget(height, snap, len(errors))
+        transfer_rows, course_rows = _budget(height, snap, len(errors) + bool(snap.recovered))
         parts: list[RenderableType] = [
             Text(_title(self._tracker.started), style="bold", overflow="ellipsis", no_wrap=True),
             self._overall(snap),
             status_grid(
-                success=snap.success, processing=snap.processing, queued=snap.queued,
+                success=snap.success, processing=snap.processing, pending=snap.pending,
                 failed=snap.failed, skipped=snap.skipped, fancy=True,
             ),
         ]  # fmt: skip
@@ -69,6 +76,9 @@ class LiveView:
             ]
         if snap.courses and course_rows:
             parts += [_label("courses"), self._courses(snap, course_rows)]
+        if snap.recovered:
+            recovered = counted(snap.recovered, "segment")
+            parts.append(_label(f"{recovered} recovered after a failed attempt", style="green"))
         if errors:
             parts.append(_label("recent errors", style="bold red"))
             parts += [
@@ -116,7 +126,7 @@ class LiveView:
         return table
 
     def _courses(self, snap: Progress, room: int) -> RenderableType:
-        active = sorted(snap.courses, key=lambda c: (not c.active, c.course_id))
+        active = sorted(snap.courses, key=_course_order)
         table = Table.grid(padding=(0, 1))
         table.add_column(justify="right", no_wrap=True)
         table.add_column(no_wrap=True, overflow="ellipsis", max_width=28)
@@ -131,18 +141,43 @@ class LiveView:
                     total=max(course.total, 1), completed=course.done + course.failed, width=16
                 ),
                 f"{course.done:,}/{course.total:,}"
-                + (f" ({course.failed} failed)" if course.failed else ""),
+                + (f" ({course.failed} failed)" if course.failed else "")
+                + _finished(course),
             )
         if len(active) > len(shown):
             table.add_row("", f"and {counted(len(active) - len(shown), 'more course')}", "", "")
         return table
 
 
+def _finished(course: CourseProgress) -> str:
+    if not course.finished or course.active:
+        return ""
+    return " ✗ finished" if course.failed else " ✓ done"
+
+
+def _course_order(course: CourseProgress) -> tuple[int, float, int]:
+    """Downloading first, then those finished this run (latest first), then the rest,
+    then those already finished before it started."""
+    if course.active:
+        return 0, 0.0, course.course_id
+    if course.finished_at is not None:
+        return 1, -course.finished_at, course.course_id
+    return (3 if course.finished else 2), 0.0, course.course_id
+
+
+def _planning(planned: int) -> RenderableType:
+    so_far = f": {counted(planned, 'segment')} so far" if planned else ""
+    return Group(
+        Text("tfbulk", style="bold"),
+        Text(f"checking the inputs and planning the snapshot{so_far}", style="dim"),
+    )
+
+
 def _title(started: RunStarted | None) -> str:
     if started is None:
         return "tfbulk"
     return (
-        f"tfbulk · {started.total:,} segments · {started.scope} → {started.dest} · "
+        f"tfbulk · {counted(started.total, 'segment')} · {started.scope} → {started.dest} · "
         f"{started.concurrency} at once"
     )
 

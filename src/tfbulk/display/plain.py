@@ -11,7 +11,7 @@ import threading
 import time
 from typing import TextIO
 
-from tfbulk.display.format import human_bytes, human_duration, human_rate, percent
+from tfbulk.display.format import counted, human_bytes, human_duration, human_rate, percent
 from tfbulk.display.tracker import RunTracker
 from tfbulk.pipeline.events import Event, RunFinished, RunStarted, RunStopping, SegmentFailed
 
@@ -32,15 +32,15 @@ class PlainReporter:
             case RunStarted() if not self._quiet:
                 todo = event.pending
                 self._line(
-                    f"tfbulk: {event.total:,} segments ({event.scope}) → {event.dest} · "
-                    f"{event.done:,} done, {event.failed:,} failed, {todo:,} to download · "
+                    f"tfbulk: {counted(event.total, 'segment')} ({event.scope}) → {event.dest} · "
+                    f"{event.done:,} done, {event.failed:,} failed, {todo:,} pending · "
                     f"{event.concurrency} at once"
                 )
                 self._start_timer()
             case SegmentFailed():
                 self._line(
                     f"failed: segment {event.segment_id} (course {event.course_id}) after "
-                    f"{event.attempts} attempt{'s' if event.attempts != 1 else ''}: {event.reason}"
+                    f"{counted(event.attempts, 'attempt')}: {event.reason}"
                 )
             case RunStopping(reason) if not self._quiet:
                 self._line(f"stopping: {reason}")

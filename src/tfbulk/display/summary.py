@@ -6,7 +6,7 @@ cron mail and a screen say the same thing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from rich import box
 from rich.console import Console, RenderableType
@@ -26,7 +26,7 @@ def status_grid(
     *,
     success: int,
     processing: int,
-    queued: int,
+    pending: int,
     failed: int,
     skipped: int,
     fancy: bool,
@@ -38,9 +38,9 @@ def status_grid(
     """
     if fancy:
         items = [
-            ("✅", success, "successful", "green"),
+            ("✅", success, "success", "green"),
             ("🔄", processing, "processing", "cyan"),
-            ("⏳", queued, "queued", "yellow"),
+            ("⏳", pending, "pending", "yellow"),
             ("❌", failed, "failed", "red"),
             ("⏭ ", skipped, "skipped", "blue"),
         ]
@@ -54,7 +54,7 @@ def status_grid(
         text.no_wrap, text.overflow = True, "ellipsis"
         return text
     return Text(
-        f"successful {success:,} · processing {processing:,} · queued {queued:,} · "
+        f"success {success:,} · processing {processing:,} · pending {pending:,} · "
         f"failed {failed:,} · skipped {skipped:,}"
     )
 
@@ -107,7 +107,7 @@ def _done(done: int, total: int, *, fancy: bool) -> list[RenderableType]:
 def totals_line(summary: Summary) -> str:
     pending = summary.total_of("pending") + summary.total_of("processing")
     return (
-        f"{summary.total:,} segments: {summary.total_of('success'):,} success, "
+        f"{counted(summary.total, 'segment')}: {summary.total_of('success'):,} success, "
         f"{summary.total_of('skipped'):,} skipped, {summary.total_of('failed'):,} failed, "
         f"{pending:,} pending · {human_bytes(summary.total_of('bytes'))} on disk"
     )
@@ -175,8 +175,10 @@ def print_run_summary(
     downloaded: int,
     failures: Sequence[SegmentRecord],
     fancy: bool,
+    hint: Callable[[str], str] = "tfbulk {}".format,
 ) -> None:
-    """The view that replaces the live display when a run ends."""
+    """The view that replaces the live display when a run ends; with failures it ends with
+    the command that requeues them (`hint("retry")`, as the user would type it)."""
     console.print(course_table(summary.courses, fancy=fancy, bars=False))
     console.print(totals_line(summary))
     rate = downloaded / elapsed if elapsed > 0 else 0.0
@@ -188,7 +190,11 @@ def print_run_summary(
         console.print(f"\nfailed segments ({min(failed, FAILURES_SHOWN)} of {failed:,} shown):")
         console.print(failures_table(failures[:FAILURES_SHOWN], fancy=fancy))
         if failed > FAILURES_SHOWN:
-            console.print("list them all with `tfbulk failed`; requeue with `tfbulk retry`")
+            console.print(f"list them all with `{hint('failed')}`")
+        console.print(
+            f"to try {'it' if failed == 1 else 'them'} again, requeue and run the same command:"
+            f"\n  {hint('retry')}"
+        )
 
 
 def one_line(summary: Summary, *, elapsed: float, exit_code: int) -> str:

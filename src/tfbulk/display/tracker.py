@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 
 from tfbulk.pipeline.events import (
     Event,
+    PlanProgress,
     RunStarted,
     RunStopping,
     SegmentFailed,
@@ -37,6 +38,7 @@ class CourseProgress:
     done: int = 0
     failed: int = 0
     active: int = 0
+    finished_at: float | None = None  # when it finished during this run
 
     @property
     def finished(self) -> bool:
@@ -52,7 +54,7 @@ class Progress:
     skipped: int
     failed: int
     processing: int
-    queued: int
+    pending: int
     retries: int
     bytes: int
     elapsed: float
@@ -63,6 +65,8 @@ class Progress:
     courses: list[CourseProgress]
     errors: list[tuple[int, int, str]]
     stopping: str | None
+    recovered: int = 0
+    planned: int = 0
 
     @property
     def done(self) -> int:
@@ -78,7 +82,10 @@ class RunTracker:
     skipped: int = 0
     failed: int = 0
     retries: int = 0
+    recovered: int = 0
+    planned: int = 0
     finished_bytes: int = 0
+    sized: tuple[int, int] = (0, 0)  # (files, bytes) finished: the average file size
     stopping: str | None = None
     courses: dict[int, CourseProgress] = field(default_factory=dict)
     transfers: dict[int, Transfer] = field(default_factory=dict)
@@ -92,8 +99,11 @@ class RunTracker:
 
     def _apply(self, event: Event) -> None:
         match event:
+            case PlanProgress(planned):
+                self.planned = planned
             case RunStarted():
                 self.started, self.start_time = event, self.clock()
+                self._samples.clear()  # frames drawn while planning moved nothing
                 self._samples.append((self.start_time, 0, 0))  # first rates: since the start
                 for course in event.courses:
                     self.courses[course.course_id] = CourseProgress(
@@ -110,20 +120,46 @@ class RunTracker:
                     self.success += 1
                 else:
                     self.skipped += 1
+                self.sized = (self.sized[0] + 1, self.sized[1] + event.size)
                 self._course(event.course_id).done += 1
+                self._finished_course(event.course_id)
+                self._recovered(event.segment_id)
             case SegmentFailed():
                 self._end(event.segment_id, event.course_id)
                 self.failed += 1
                 self._course(event.course_id).failed += 1
-                self.errors.append((event.segment_id, event.course_id, event.reason))
+                self._finished_course(event.course_id)
+                self._error(event.segment_id, event.course_id, event.reason)
             case SegmentRetrying():
                 self._end(event.segment_id, event.course_id)
                 self.retries += 1
-                self.errors.append((event.segment_id, event.course_id, event.reason))
+                self._error(event.segment_id, event.course_id, event.reason)
             case SegmentParked():
                 self._end(event.segment_id, event.course_id)
             case RunStopping(reason):
                 self.stopping = reason
+
+    def _error(self, segment_id: int, course_id: int, reason: str) -> None:
+        """Keep one line per segment: its latest error."""
+        self._forget(segment_id)
+        self.errors.append((segment_id, course_id, reason))
+
+    def _recovered(self, segment_id: int) -> None:
+        """A segment that failed an attempt and then succeeded is no longer an error."""
+        if self._forget(segment_id):
+            self.recovered += 1
+
+    def _forget(self, segment_id: int) -> bool:
+        kept = [e for e in self.errors if e[0] != segment_id]
+        if len(kept) == len(self.errors):
+            return False
+        self.errors = deque(kept, maxlen=ERRORS_KEPT)
+        return True
+
+    def _finished_course(self, course_id: int) -> None:
+        course = self._course(course_id)
+        if course.finished and course.finished_at is None:
+            course.finished_at = self.clock()
 
     def _course(self, course_id: int) -> CourseProgress:
         if course_id not in self.courses:
@@ -157,18 +193,36 @@ class RunTracker:
                 skipped=self.skipped,
                 failed=self.failed + (started.failed if started else 0),
                 processing=len(transfers),
-                queued=max(0, remaining - len(transfers)),
+                pending=max(0, remaining - len(transfers)),
                 retries=self.retries,
                 bytes=moved,
                 elapsed=now - self.start_time if started else 0.0,
                 rate_bytes=rate_bytes,
                 rate_files=rate_files,
-                eta=remaining / rate_files if rate_files > 0 else None,
+                eta=self._eta(remaining, transfers, rate_bytes, rate_files),
                 transfers=sorted(transfers, key=lambda t: t.started),
-                courses=[replace(c) for c in self.courses.values() if c.active or not c.finished],
+                courses=[replace(c) for c in self.courses.values()],
                 errors=list(self.errors),
                 stopping=self.stopping,
+                recovered=self.recovered,
+                planned=self.planned,
             )
+
+    def _eta(
+        self, remaining: int, transfers: list[Transfer], rate_bytes: float, rate_files: float
+    ) -> float | None:
+        """Seconds left: from bytes as soon as they flow (what is left of the transfers in
+        flight, plus the files not started at the average size seen so far), else from
+        files per second."""
+        files, size = self.sized[0], self.sized[1]
+        for t in transfers:
+            if t.size:
+                files, size = files + 1, size + t.size
+        if rate_bytes > 0 and files:
+            in_flight = sum(max(0, (t.size or size // files) - t.received) for t in transfers)
+            waiting = max(0, remaining - len(transfers)) * (size / files)
+            return (in_flight + waiting) / rate_bytes
+        return remaining / rate_files if rate_files > 0 else None
 
     def _rates(self, now: float, moved: int, done: int) -> tuple[float, float]:
         """Bytes/s and files/s over the last RATE_WINDOW seconds."""

@@ -54,7 +54,11 @@ class SampleCourse:
 def guitar_catalogue(
     courses: int, segments_per_course: int, *, no_video_every: int = 7, seed: int = 1
 ) -> list[SampleCourse]:
-    """A deterministic catalogue: `courses` courses of `segments_per_course` segments."""
+    """A deterministic catalogue: `courses` courses of `segments_per_course` segments.
+
+    Every course has its `no_video_every`-th, 2×-th… segment without a video, so all
+    courses have as many downloadable segments (the demo's `--segments 12` shows 11 each).
+    """
     rng = random.Random(seed)
     catalogue, segment_id, channel_id = [], 1000, 100
     for index in range(courses):
@@ -69,7 +73,7 @@ def guitar_catalogue(
             lesson = LESSONS[number % len(LESSONS)]
             video = (
                 None
-                if no_video_every and segment_id % no_video_every == 0
+                if no_video_every and (number + 1) % no_video_every == 0
                 else f"mp4:{slug}/lesson_{number + 1:02d}"
             )
             segments.append(

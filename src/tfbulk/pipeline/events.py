@@ -36,6 +36,13 @@ class CourseTotals:
 
 
 @dataclass(frozen=True, slots=True)
+class PlanProgress:
+    """Planning a big snapshot takes seconds: how many segments are planned so far."""
+
+    planned: int
+
+
+@dataclass(frozen=True, slots=True)
 class RunStarted:
     total: int
     done: int
@@ -103,7 +110,8 @@ class RunFinished:
 
 
 Event = (
-    RunStarted
+    PlanProgress
+    | RunStarted
     | SegmentStarted
     | SegmentRetrying
     | SegmentFinished
