@@ -27,6 +27,7 @@ from tfbulk.pipeline.destination import Destination
 from tfbulk.pipeline.engine import Engine, EngineResult
 from tfbulk.pipeline.events import CourseTotals, Observer, RunFinished, RunStarted, RunStopping
 from tfbulk.pipeline.fetch import Fetcher, open_transport
+from tfbulk.pipeline.limits import RunLimits
 from tfbulk.pipeline.plan import PlanRow, PlanStats, Template, plan_rows
 from tfbulk.pipeline.retry import FORBIDDEN_HINTS
 from tfbulk.pipeline.snapshot import Snapshot
@@ -177,20 +178,24 @@ async def _download(
     handle_signals: bool,
 ) -> EngineResult:
     tuning = settings.tuning
-    transport = open_transport(tuning, settings.network)
+    limits = RunLimits(settings.limits, dest.root)
+    transport = open_transport(tuning, settings.network, limits.receive_buffer)
     writer = DiskWriter()
     try:
         async with transport, anyio.create_task_group() as watchers:
             engine = Engine(
                 store=store,
                 signer=inputs.signer,
-                fetcher=Fetcher(transport, writer, dest, time.time, settings.network.max_file_size),
+                fetcher=Fetcher(
+                    transport, writer, dest, time.time, settings.network.max_file_size, limits
+                ),
                 dest=dest,
                 url_of=inputs.url_of,
                 tuning=tuning,
                 observer=observer,
                 forbidden_hint=FORBIDDEN_HINTS[settings.signer.kind],
                 claim_ahead=settings.sharing.max_global is None,
+                limits=limits,
             )
             result = await _supervised(engine, observer, tuning, handle_signals, watchers)
     finally:
