@@ -226,6 +226,12 @@ _ENTRY = re.compile(r"(\d{1,2}):(\d{2}),(\S+)")
 DAY = 24 * 60
 
 
+def minute_of_day() -> float:
+    """Minutes past local midnight, as a timetable's HH:MM are read (like rclone's)."""
+    now = datetime.now()
+    return now.hour * 60 + now.minute + now.second / 60
+
+
 @dataclass(frozen=True)
 class Timetable:
     """`--bwlimit`: bytes per second (None: no limit) from each minute of the day on.
@@ -254,6 +260,24 @@ class Timetable:
     def limited(self) -> bool:
         return any(rate is not None for _, rate in self.entries)
 
+    def seconds_for(self, size: float, minute: float, unlimited_rate: float) -> float | None:
+        """How long `size` bytes take from `minute` on, at each entry's limit (at
+        `unlimited_rate` while it is off); None if that rate is unknown when it counts."""
+        seconds = 0.0
+        for _ in range(len(self.entries) * 8):  # a week of entries at most
+            rate = self.rate_at(minute % DAY)
+            if rate is None:
+                rate = unlimited_rate if unlimited_rate > 0 else None
+            if rate is None:
+                return None
+            span = self.next_change(minute % DAY) * 60
+            if size <= rate * span:
+                return seconds + size / rate
+            size -= rate * span
+            seconds += span
+            minute += span / 60
+        return seconds + size / rate
+
     def describe(self) -> str:
         """As the user wrote it, normalised: `1 MiB/s`, or `08:00 512 KiB/s, 19:00 off`."""
         if len(self.entries) == 1:
@@ -262,12 +286,15 @@ class Timetable:
 
 
 def _shown_rate(rate: float | None) -> str:
-    if rate is None:
-        return "off"
+    return "off" if rate is None else f"{binary_size(rate)}/s"
+
+
+def binary_size(size: float) -> str:
+    """`512 KiB`, `1.5 GiB`: sizes in the binary units the flags take."""
     for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if rate >= factor:
-            return f"{rate / factor:g} {unit}/s"
-    return f"{rate:g} B/s"
+        if size >= factor:
+            return f"{size / factor:.4g} {unit}"
+    return f"{size:g} B"
 
 
 def parse_rate(text: str, what: str = "--bwlimit") -> float | None:
@@ -319,6 +346,16 @@ class Limits:
     max_rps: float | None = None
     max_transfer: int | None = None
     min_free_space: int = 256 << 20
+
+    def describe(self) -> str:
+        """The limits in force, for the views: `bwlimit 1 MiB/s · min-free-space 256 MiB`."""
+        parts = [f"bwlimit {self.bwlimit.describe()}"] if self.bwlimit.limited else []
+        if self.max_rps is not None:
+            parts.append(f"max-rps {self.max_rps:g}")
+        if self.max_transfer is not None:
+            parts.append(f"max-transfer {binary_size(self.max_transfer)}")
+        parts.append(f"min-free-space {binary_size(self.min_free_space)}")
+        return " · ".join(parts)
 
     def as_json(self) -> dict[str, object]:
         return {

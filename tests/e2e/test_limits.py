@@ -73,7 +73,7 @@ def test_max_rps_bounds_requests_started_retries_included(ws: Workspace) -> None
     first = ws.downloadable()[:4]
     for _, segment_id in first:  # each fails once: its retry counts as a request too
         ws.origin.add_fault(ws.url_path(segment_id), Fault(status=503))
-    result = ws.run("--max-rps", "10", "--json")
+    result = ws.run("--json", env={"TFBULK_MAX_RPS": "10"})
     assert result.code == 0, result.stderr
     ws.assert_all_identical()
     starts = sorted(r.started for r in ws.origin.log)
@@ -88,6 +88,8 @@ def test_max_transfer_stops_gracefully_and_the_next_run_continues(ws: Workspace)
     assert result.code == 75, result.stderr
     summary = result.json
     assert summary["stopped"] == "max-transfer"
+    assert summary["limits"]["max_transfer"] == quota
+    assert "limits: max-transfer 100 KiB · min-free-space 256 MiB" in result.stderr
     assert summary["downloaded_bytes"] >= quota
     assert summary["failed"] == 0 and summary["pending"] > 0 and summary["success"] > 0
     assert not any(r.status not in (200, 206) for r in ws.origin.log)  # none cut short

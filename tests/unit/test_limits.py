@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tfbulk.display.tracker import RunTracker
 from tfbulk.errors import BadInput, DiskError
-from tfbulk.pipeline.events import Transfer
+from tfbulk.pipeline.events import RunStarted, SegmentFinished, SegmentStarted, Transfer
 from tfbulk.pipeline.limits import (
     BURST_SECONDS,
     Bandwidth,
@@ -16,7 +17,7 @@ from tfbulk.pipeline.limits import (
     RequestRate,
     disk_shortfall,
 )
-from tfbulk.settings import parse_bwlimit, parse_rate
+from tfbulk.settings import Limits, parse_bwlimit, parse_rate
 
 KIB, MIB = 1024, 1024 * 1024
 
@@ -172,3 +173,35 @@ def test_unknown_sizes_count_as_the_average(tmp_path: Path) -> None:
     reserve.learn(7 * MIB)  # average 4.5 MiB + the reserve > 5 MiB free
     with pytest.raises(DiskError):
         reserve.check(1, None)
+
+
+def test_eta_walks_the_timetable() -> None:
+    table = parse_bwlimit("08:00,1M 20:00,off")
+    # 1 MiB/s from 08:00 to 20:00: an hour's worth takes an hour
+    assert table.seconds_for(3600 * MIB, 8 * 60, 0.0) == pytest.approx(3600)
+    # at 19:00, one hour at 1 MiB/s, then off at the unlimited rate (10 MiB/s)
+    left = 3600 * MIB + 36000 * MIB
+    assert table.seconds_for(left, 19 * 60, 10 * MIB) == pytest.approx(7200)
+    assert table.seconds_for(left, 19 * 60, 0.0) is None  # the unlimited rate is unknown
+
+
+def test_tracker_eta_is_no_sooner_than_the_bandwidth_allows() -> None:
+    clock = FakeClock()
+    tracker = RunTracker(clock=clock, minute=lambda: 600.0)
+    limits = Limits(bwlimit=parse_bwlimit("1M"))
+    tracker(RunStarted(101, 0, 0, 101, 4, "/d", "all", limits=limits))
+    transfer = Transfer(1, 1, None, clock.now, 1, size=10 * MIB)
+    tracker(SegmentStarted(transfer))
+    transfer.received = 10 * MIB
+    clock.now += 1.0
+    tracker(SegmentFinished(1, 1, "success", 10 * MIB, 1.0, 10 * MIB))
+    snap = tracker.snapshot()  # one file a second, but 100 × 10 MiB at 1 MiB/s
+    assert snap.eta == pytest.approx(1000, rel=0.01)
+
+
+def test_limits_are_described_for_the_views() -> None:
+    limits = Limits(parse_bwlimit("512K"), max_rps=10, max_transfer=50 << 30)
+    assert limits.describe() == (
+        "bwlimit 512 KiB/s · max-rps 10 · max-transfer 50 GiB · min-free-space 256 MiB"
+    )
+    assert Limits().describe() == "min-free-space 256 MiB"

@@ -118,6 +118,7 @@ def run(settings: RunSettings, observer: Observer, *, handle_signals: bool = Tru
             message=result.disk_error,
             failures=store.records(status=Status.FAILED, scoped=True, limit=FAILURES_SHOWN),
             warnings=_warnings(stats),
+            limits=settings.limits,
         )
         totals = {k: v for k, v in summary.as_json().items() if isinstance(v, int)}
         observer(RunFinished(report.exit_code, report.elapsed, report.downloaded, totals))
@@ -258,6 +259,7 @@ def _run_started(summary: Summary, settings: RunSettings, dest: Destination) -> 
         courses=tuple(
             CourseTotals(c.course_id, c.title, c.total, c.done, c.failed) for c in summary.courses
         ),
+        limits=settings.limits,
     )
 
 

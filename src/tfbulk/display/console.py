@@ -81,6 +81,7 @@ class RunDisplay:
             downloaded=report.downloaded,
             failures=report.failures,
             fancy=self.live,
+            limits=report.limits,
         )
         if report.stop_reason and ExitCode(report.exit_code).resumable:
             self.console.print("state saved; run the same command again to resume")

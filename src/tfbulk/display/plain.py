@@ -34,7 +34,7 @@ class PlainReporter:
                 self._line(
                     f"tfbulk: {event.total:,} segments ({event.scope}) → {event.dest} · "
                     f"{event.done:,} done, {event.failed:,} failed, {todo:,} to download · "
-                    f"{event.concurrency} at once"
+                    f"{event.concurrency} at once · limits: {event.limits.describe()}"
                 )
                 self._start_timer()
             case SegmentFailed():

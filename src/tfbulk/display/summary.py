@@ -15,8 +15,10 @@ from rich.table import Table
 from rich.text import Text
 
 from tfbulk.display.format import counted, human_bytes, human_duration, human_rate, percent
+from tfbulk.settings import Limits
 from tfbulk.state import CourseCounts, SegmentRecord, Summary, WorkerStatus
 
+NO_LIMITS = Limits()
 FAILURES_SHOWN = 20  # a run's summary lists these; `tfbulk failed` lists all
 COURSES_SHOWN = 200
 BAR_WIDTH = 10
@@ -175,6 +177,7 @@ def print_run_summary(
     downloaded: int,
     failures: Sequence[SegmentRecord],
     fancy: bool,
+    limits: Limits = NO_LIMITS,
 ) -> None:
     """The view that replaces the live display when a run ends."""
     console.print(course_table(summary.courses, fancy=fancy, bars=False))
@@ -183,6 +186,7 @@ def print_run_summary(
     console.print(
         f"downloaded {human_bytes(downloaded)} in {human_duration(elapsed)} ({human_rate(rate)})"
     )
+    console.print(f"limits: {limits.describe()}")
     failed = summary.total_of("failed")
     if failed:
         console.print(f"\nfailed segments ({min(failed, FAILURES_SHOWN)} of {failed:,} shown):")

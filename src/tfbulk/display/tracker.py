@@ -23,6 +23,7 @@ from tfbulk.pipeline.events import (
     SegmentStarted,
     Transfer,
 )
+from tfbulk.settings import minute_of_day
 from tfbulk.state import Status
 
 RATE_WINDOW = 10.0
@@ -72,6 +73,7 @@ class Progress:
 @dataclass
 class RunTracker:
     clock: Callable[[], float] = time.monotonic
+    minute: Callable[[], float] = minute_of_day
     started: RunStarted | None = None
     start_time: float = 0.0
     success: int = 0
@@ -163,12 +165,25 @@ class RunTracker:
                 elapsed=now - self.start_time if started else 0.0,
                 rate_bytes=rate_bytes,
                 rate_files=rate_files,
-                eta=remaining / rate_files if rate_files > 0 else None,
+                eta=self._eta(remaining, in_flight, rate_bytes, rate_files),
                 transfers=sorted(transfers, key=lambda t: t.started),
                 courses=[replace(c) for c in self.courses.values() if c.active or not c.finished],
                 errors=list(self.errors),
                 stopping=self.stopping,
             )
+
+    def _eta(
+        self, remaining: int, in_flight: int, rate_bytes: float, rate_files: float
+    ) -> float | None:
+        """By the files/s so far; under a --bwlimit no sooner than the bytes left (at the
+        average size so far) take at the timetable's rates."""
+        eta = remaining / rate_files if rate_files > 0 else None
+        timetable = self.started.limits.bwlimit if self.started else None
+        if eta is None or timetable is None or not timetable.limited or not self.success:
+            return eta
+        left = max(0.0, remaining * self.finished_bytes / self.success - in_flight)
+        limited = timetable.seconds_for(left, self.minute(), rate_bytes)
+        return eta if limited is None else max(eta, limited)
 
     def _rates(self, now: float, moved: int, done: int) -> tuple[float, float]:
         """Bytes/s and files/s over the last RATE_WINDOW seconds."""

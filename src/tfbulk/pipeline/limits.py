@@ -14,22 +14,15 @@ import asyncio
 import os
 import time
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 
 from tfbulk.display.format import human_bytes
 from tfbulk.errors import DiskError
 from tfbulk.pipeline.events import Transfer
-from tfbulk.settings import Limits, Timetable
+from tfbulk.settings import Limits, Timetable, minute_of_day
 
 BURST_SECONDS = 0.25  # the bucket holds this much of the rate: short bursts stay small
 LIMITED_RECEIVE_BUFFER = 16 * 1024  # libcurl's read size under a limit: a chunk is no jump
-
-
-def minute_of_day() -> float:
-    """Minutes past local midnight, as a timetable's HH:MM are read (like rclone's)."""
-    now = datetime.now()
-    return now.hour * 60 + now.minute + now.second / 60
 
 
 class Bandwidth:
