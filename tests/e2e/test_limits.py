@@ -114,3 +114,17 @@ def test_min_free_space_beyond_the_disk_stops_with_exit_2_and_loses_nothing(
     again = ws.run("--json")
     assert again.code == 0, again.stderr
     ws.assert_all_identical()
+
+
+def test_doctor_does_the_runs_free_space_arithmetic(ws: Workspace) -> None:
+    assert ws.run("--course", "1").code == 0  # sizes known from the state DB
+    info = os.statvfs(ws.dest)
+    reserve = info.f_bavail * info.f_frsize + (1 << 30)
+    args = ["doctor", *ws.run_args("--min-free-space", str(reserve), "--json")[1:]]
+    for flag in ("--backoff-base", "--backoff-max"):
+        del args[args.index(flag) : args.index(flag) + 2]
+    result = ws.tfbulk(*args)
+    check = next(c for c in result.json["checks"] if c["name"] == "free space")
+    assert result.code == 1 and check["status"] == "fail"
+    assert "still needed" in check["detail"] and "--min-free-space keeps" in check["detail"]
+    assert "more" in check["advice"] and "--min-free-space" in check["advice"]

@@ -13,6 +13,7 @@ from tfbulk.settings import (
     DEFAULT_EXPIRES,
     DEFAULT_KEY_TEMPLATE,
     DEFAULT_MAX_FILE_SIZE,
+    DEFAULT_MIN_FREE_SPACE,
     DEFAULT_PATH_TEMPLATE,
     DEFAULT_REGION,
     Scope,
@@ -37,6 +38,7 @@ from tfbulk.cli.options import (
     KeyPairId,
     KeyTemplate,
     MaxFileSize,
+    MinFreeSpace,
     PathTemplate,
     PolicyResource,
     PrivateKey,
@@ -47,6 +49,7 @@ from tfbulk.cli.options import (
     SnapshotPath,
     State,
     UrlTemplate,
+    limit_settings,
     network_settings,
     run_settings,
     signer_settings,
@@ -81,6 +84,7 @@ def doctor_command(
     http: HttpVersion = "2",
     ca_bundle: CaBundle = None,
     max_file_size: MaxFileSize = DEFAULT_MAX_FILE_SIZE,
+    min_free_space: MinFreeSpace = DEFAULT_MIN_FREE_SPACE,
     as_json: AsJson = False,
 ) -> int:
     """Check snapshot, key, destination, free disk and state DB; non-zero if any check fails."""
@@ -103,6 +107,7 @@ def doctor_command(
         ),
         scope=Scope(courses=frozenset(course or ()), segments=frozenset(segment or ())),
         network=network_settings(http, ca_bundle, max_file_size),
+        limits=limit_settings(min_free_space=min_free_space),
     )
     from tfbulk.commands.doctor import as_json as doctor_json
     from tfbulk.commands.doctor import diagnose
