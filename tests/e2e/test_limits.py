@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from tests.conftest import Workspace
 from tfbulk.origin import Fault, SyntheticContent
@@ -128,3 +129,18 @@ def test_doctor_does_the_runs_free_space_arithmetic(ws: Workspace) -> None:
     assert result.code == 1 and check["status"] == "fail"
     assert "still needed" in check["detail"] and "--min-free-space keeps" in check["detail"]
     assert "more" in check["advice"] and "--min-free-space" in check["advice"]
+
+
+def test_min_free_space_keeps_the_reserve_on_a_small_disk(ws: Workspace, small_disk: Path) -> None:
+    args = ws.run_args("--json", "--min-free-space", "96K", "--concurrency", "2")
+    args[args.index("--dest") + 1] = str(small_disk)
+    result = ws.tfbulk(*args, "--state", str(ws.root / "state.db"))
+    assert result.code == 2, result.stderr
+    summary = result.json
+    assert summary["stopped"] == "disk" and "--min-free-space keeps 96 KiB" in summary["error"]
+    assert "No space left" not in result.stderr
+    assert summary["success"] > 0 and summary["failed"] == 0 and summary["processing"] == 0
+    info = os.statvfs(small_disk)
+    assert info.f_bavail * info.f_frsize >= 64 * 1024  # the reserve, give or take metadata
+    for path in small_disk.rglob("*.mp4"):
+        assert path.read_bytes() == ws.expected(int(path.stem))

@@ -3,6 +3,7 @@ window, the disk arithmetic — each on a fake clock."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from tfbulk.pipeline.limits import (
     Bandwidth,
     DiskReserve,
     RequestRate,
+    RunLimits,
     disk_shortfall,
 )
 from tfbulk.settings import Limits, parse_bwlimit, parse_rate
@@ -160,8 +162,8 @@ def test_disk_reserve_names_what_is_needed(tmp_path: Path) -> None:
     running = Transfer(1, 1, None, 0.0, 1, size=5 * MIB, received=2 * MIB)
     reserve.running(running)
     reserve.check(2, 3 * MIB)
-    with pytest.raises(DiskError, match=r"free 1\.0 MB more .*--min-free-space"):
-        reserve.check(2, 3 * MIB + 1000 * 1000)
+    with pytest.raises(DiskError, match=r"free 1000 KiB more .*--min-free-space"):
+        reserve.check(2, 3 * MIB + 1000 * KIB)
     reserve.ended(running)
     reserve.check(2, 6 * MIB)
 
@@ -205,3 +207,27 @@ def test_limits_are_described_for_the_views() -> None:
         "bwlimit 512 KiB/s · max-rps 10 · max-transfer 50 GiB · min-free-space 256 MiB"
     )
     assert Limits().describe() == "min-free-space 256 MiB"
+
+
+def test_a_paused_transfer_is_woken_by_one_timer_not_a_spin(tmp_path: Path) -> None:
+    """On a real loop: a limited 'transfer' that retries only when resumed asks the gate
+    about twice per admitted chunk, whatever the machine's speed."""
+    limits = RunLimits(Limits(bwlimit=parse_bwlimit("128K")), tmp_path)
+    chunk, asked, taken = 4 * KIB, 0, 0
+
+    async def transfer() -> None:
+        nonlocal asked, taken
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        while loop.time() - started < 0.5:
+            resumed = asyncio.Event()
+            asked += 1
+            if limits.take(chunk, resumed.set):
+                taken += 1
+                await asyncio.sleep(0)
+            else:
+                await resumed.wait()
+
+    asyncio.run(transfer())
+    assert asked <= 2 * taken + 1
+    assert taken * chunk <= 128 * KIB * (0.5 + BURST_SECONDS) + chunk + 64 * KIB

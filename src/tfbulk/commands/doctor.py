@@ -34,7 +34,7 @@ from tfbulk.pipeline.plan import PlanRow, PlanStats, Template, plan_rows
 from tfbulk.pipeline.retry import FORBIDDEN_HINTS
 from tfbulk.pipeline.snapshot import Snapshot
 from tfbulk.pipeline.urls import SegmentUrl, check_covered, segment_urls
-from tfbulk.settings import PolicySettings, RunSettings, Tuning
+from tfbulk.settings import PolicySettings, RunSettings, Tuning, binary_size
 from tfbulk.signing import Signer, redact
 from tfbulk.signing.cloudfront import PrivateKey, can_sign
 from tfbulk.state import open_store, store_exists
@@ -554,7 +554,7 @@ def _space(free: int, reserve: int, found: _Findings) -> Check:
     sizes = found.probed_sizes
     average = sum(sizes) / len(sizes) if sizes else found.average_size
     remaining = found.remaining if found.remaining is not None else len(found.rows)
-    kept = f"--min-free-space keeps {human_bytes(reserve)}"
+    kept = f"--min-free-space keeps {binary_size(reserve)}"
     if average is None:
         short = disk_shortfall(free, reserve, 0, 0)
         detail = f"{human_bytes(free)} free, {kept} (no size estimate yet: add --probe N)"
@@ -574,5 +574,5 @@ def _space(free: int, reserve: int, found: _Findings) -> Check:
 
 def _space_fix(short: int) -> str:
     return (
-        f"free {human_bytes(short)} more, pass a --dest on a larger disk, or lower --min-free-space"
+        f"free {binary_size(short)} more, pass a --dest on a larger disk, or lower --min-free-space"
     )

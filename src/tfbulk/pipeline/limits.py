@@ -16,10 +16,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tfbulk.display.format import human_bytes
 from tfbulk.errors import DiskError
 from tfbulk.pipeline.events import Transfer
-from tfbulk.settings import Limits, Timetable, minute_of_day
+from tfbulk.settings import Limits, Timetable, binary_size, minute_of_day
 
 BURST_SECONDS = 0.25  # the bucket holds this much of the rate: short bursts stay small
 LIMITED_RECEIVE_BUFFER = 16 * 1024  # libcurl's read size under a limit: a chunk is no jump
@@ -192,10 +191,10 @@ class DiskReserve:
         short = disk_shortfall(free, self._reserve, others, need)
         if short:
             raise DiskError(
-                f"not enough free space on {self._root}: {human_bytes(free)} free; the next "
-                f"download needs {human_bytes(need)}, running ones {human_bytes(others)} more, "
-                f"and --min-free-space keeps {human_bytes(self._reserve)}; free "
-                f"{human_bytes(short)} more (or lower --min-free-space)"
+                f"not enough free space on {self._root}: {binary_size(free)} free; the next "
+                f"download needs {binary_size(need)}, running ones {binary_size(others)} more, "
+                f"and --min-free-space keeps {binary_size(self._reserve)}; free "
+                f"{binary_size(short)} more (or lower --min-free-space)"
             )
 
     def _still_to_come(self, transfer: Transfer) -> int:
