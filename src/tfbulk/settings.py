@@ -217,6 +217,7 @@ class Sharing:
 
     lease: float = 300.0
     max_global: int | None = None
+    limits: str = "{}"  # this worker's Limits as JSON, published for `status`
 
 
 DEFAULT_MIN_FREE_SPACE = "256M"
@@ -349,13 +350,7 @@ class Limits:
 
     def describe(self) -> str:
         """The limits in force, for the views: `bwlimit 1 MiB/s · min-free-space 256 MiB`."""
-        parts = [f"bwlimit {self.bwlimit.describe()}"] if self.bwlimit.limited else []
-        if self.max_rps is not None:
-            parts.append(f"max-rps {self.max_rps:g}")
-        if self.max_transfer is not None:
-            parts.append(f"max-transfer {binary_size(self.max_transfer)}")
-        parts.append(f"min-free-space {binary_size(self.min_free_space)}")
-        return " · ".join(parts)
+        return describe_limits(self.as_json())
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -364,6 +359,18 @@ class Limits:
             "max_transfer": self.max_transfer,
             "min_free_space": self.min_free_space,
         }
+
+
+def describe_limits(data: dict[str, object]) -> str:
+    """`Limits.as_json()` (this run's, or a worker's from the shared queue) in one line."""
+    parts = [] if data.get("bwlimit", "off") == "off" else [f"bwlimit {data['bwlimit']}"]
+    if isinstance(rps := data.get("max_rps"), int | float):
+        parts.append(f"max-rps {rps:g}")
+    if isinstance(quota := data.get("max_transfer"), int):
+        parts.append(f"max-transfer {binary_size(quota)}")
+    if isinstance(reserve := data.get("min_free_space"), int):
+        parts.append(f"min-free-space {binary_size(reserve)}")
+    return " · ".join(parts) or "none"
 
 
 def check_rps(value: float) -> float:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import anyio
@@ -34,7 +35,7 @@ from tfbulk.pipeline.snapshot import Snapshot
 from tfbulk.pipeline.urls import SegmentUrl, check_covered, segment_urls
 from tfbulk.pipeline.writer import DiskWriter
 from tfbulk.report import DryRunReport, RunReport
-from tfbulk.settings import RunSettings, Scope, Tuning
+from tfbulk.settings import RunSettings, Scope, Sharing, Tuning
 from tfbulk.signing import Signer
 from tfbulk.state import Status, Store, Summary, open_store, store_exists
 from tfbulk.state.url import is_postgres_url
@@ -102,7 +103,7 @@ def run(settings: RunSettings, observer: Observer, *, handle_signals: bool = Tru
             dest.lock(shared=is_postgres_url(settings.state))
             _refuse_linked_state(settings.state, dest)
             store = open_store(
-                settings.state, create=True, lock=True, dest=dest.root, sharing=settings.sharing
+                settings.state, create=True, lock=True, dest=dest.root, sharing=_sharing(settings)
             )
             held.callback(store.close)
             store.plan(rows, inputs.snapshot.course_titles())
@@ -123,6 +124,11 @@ def run(settings: RunSettings, observer: Observer, *, handle_signals: bool = Tru
         totals = {k: v for k, v in summary.as_json().items() if isinstance(v, int)}
         observer(RunFinished(report.exit_code, report.elapsed, report.downloaded, totals))
         return report
+
+
+def _sharing(settings: RunSettings) -> Sharing:
+    """How this worker joins a shared queue, with its limits published for `status`."""
+    return replace(settings.sharing, limits=json.dumps(settings.limits.as_json()))
 
 
 def _planned(inputs: _Inputs, scope: Scope, stats: PlanStats) -> Iterator[PlanRow]:

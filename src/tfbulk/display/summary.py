@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tfbulk.display.format import counted, human_bytes, human_duration, human_rate, percent
-from tfbulk.settings import Limits
+from tfbulk.settings import Limits, describe_limits
 from tfbulk.state import CourseCounts, SegmentRecord, Summary, WorkerStatus
 
 NO_LIMITS = Limits()
@@ -154,6 +154,7 @@ def workers_table(workers: Sequence[WorkerStatus], *, fancy: bool) -> Table:
         ("last heartbeat", "right"),
         ("files", "right"),
         ("throughput", "right"),
+        ("limits", "left"),
     ):
         table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for w in workers:
@@ -165,6 +166,7 @@ def workers_table(workers: Sequence[WorkerStatus], *, fancy: bool) -> Table:
             beat if w.live else Text(f"lost, {beat}", style="red" if fancy else ""),
             f"{w.files:,}",
             human_rate(w.rate),
+            describe_limits(w.limits),
         )
     return table
 
