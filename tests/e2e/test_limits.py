@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import Workspace
 from tfbulk.origin import Fault, SyntheticContent
 from tfbulk.origin.sample import guitar_catalogue
@@ -144,3 +146,30 @@ def test_min_free_space_keeps_the_reserve_on_a_small_disk(ws: Workspace, small_d
     assert info.f_bavail * info.f_frsize >= 64 * 1024  # the reserve, give or take metadata
     for path in small_disk.rglob("*.mp4"):
         assert path.read_bytes() == ws.expected(int(path.stem))
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--bwlimit", "fast"),
+        ("--bwlimit", "08:00,1M 25:00,off"),
+        ("--max-rps", "0"),
+        ("--max-transfer", "lots"),
+        ("--min-free-space", "-1G"),
+    ],
+)
+def test_bad_limits_are_one_line_exit_2(ws: Workspace, flag: str, value: str) -> None:
+    result = ws.run(flag, value)
+    assert result.code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and flag in lines[0] and "Traceback" not in result.stderr
+    assert not ws.state.exists()
+
+
+def test_limits_come_from_the_environment_too(ws: Workspace) -> None:
+    env = {"TFBULK_BWLIMIT": "00:00,100M 12:00,100M", "TFBULK_MIN_FREE_SPACE": "1M"}
+    result = ws.run("--json", env=env)
+    assert result.code == 0, result.stderr
+    limits = result.json["limits"]
+    assert limits["bwlimit"] == "00:00 100 MiB/s, 12:00 100 MiB/s"
+    assert limits["min_free_space"] == 1 << 20
