@@ -411,13 +411,16 @@ class Engine:
             attempt += 1
             made = attempt - job.run_attempts
             waited = self._limits is not None and await self._limits.request()
+            if self.stopping:  # a stop came while it waited for --max-rps: not started
+                self._park(job)
+                return None
             transfer = Transfer(
                 job.segment_id, job.course_id, job.title, self._clock(), job.attempts + made
             )
             self._emit(SegmentStarted(transfer))
             if made > 1 or waited:
                 url = self._sign(job)
-            self._running(transfer)
+            self._track(transfer)
             try:
                 fetched = await self._fetcher.fetch(
                     url, part, validator, transfer, lambda v: self._remember(job, v)
@@ -447,13 +450,14 @@ class Engine:
                 previous = failure.kind
             finally:  # every byte received counts, whatever became of the attempt
                 self._downloaded += max(0, transfer.received - transfer.resumed_from)
-                self._ended_attempt(transfer)
+                self._untrack(transfer)
 
-    def _running(self, transfer: Transfer) -> None:
+    def _track(self, transfer: Transfer) -> None:
+        """--min-free-space counts what the running attempts still have to write."""
         if self._limits is not None:
             self._limits.disk.running(transfer)
 
-    def _ended_attempt(self, transfer: Transfer) -> None:
+    def _untrack(self, transfer: Transfer) -> None:
         if self._limits is not None:
             self._limits.disk.ended(transfer)
 

@@ -22,6 +22,7 @@ from tfbulk.settings import Limits, Timetable, binary_size, minute_of_day
 
 BURST_SECONDS = 0.25  # the bucket holds this much of the rate: short bursts stay small
 LIMITED_RECEIVE_BUFFER = 16 * 1024  # libcurl's read size under a limit: a chunk is no jump
+REREAD = 60.0  # seconds: the timetable is read again at least this often (clock steps, DST)
 
 
 class Bandwidth:
@@ -57,7 +58,7 @@ class Bandwidth:
                 self._tokens = min(self._tokens, rate * BURST_SECONDS) if rate else 0.0
                 self._stamp = now
             self._rate = rate
-            self._valid_until = now + self._timetable.next_change(minute) * 60
+            self._valid_until = now + min(REREAD, self._timetable.next_change(minute) * 60)
         return self._rate
 
     def admit(self, size: int) -> float:
@@ -123,11 +124,6 @@ class RunLimits:
     def receive_buffer(self) -> int | None:
         """libcurl's read size for this run (None: the transport's default)."""
         return LIMITED_RECEIVE_BUFFER if self._bandwidth is not None else None
-
-    @property
-    def rate(self) -> float | None:
-        """The bandwidth limit in force now (None: none)."""
-        return self._bandwidth.rate if self._bandwidth is not None else None
 
     def take(self, size: int, resume: Callable[[], None]) -> bool:
         """May `size` bytes be taken now? If not, `resume` is called once they may."""
