@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tfbulk.pipeline.plan import PlanStats
+from tfbulk.settings import Limits
 from tfbulk.state import SegmentRecord, Summary
 
 
@@ -33,6 +34,7 @@ class RunReport:
     message: str | None = None
     failures: list[SegmentRecord] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    limits: Limits = field(default_factory=Limits)
 
     def as_json(self) -> dict[str, object]:
         data = self.summary.as_json()
@@ -41,6 +43,7 @@ class RunReport:
             "exit_code": self.exit_code,
             "downloaded_bytes": self.downloaded,
             "peak_rss_bytes": peak_rss_bytes(),
+            "limits": self.limits.as_json(),
         }
         if self.stop_reason:
             data["stopped"] = self.stop_reason

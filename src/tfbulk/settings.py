@@ -217,6 +217,167 @@ class Sharing:
 
     lease: float = 300.0
     max_global: int | None = None
+    limits: str = "{}"  # this worker's Limits as JSON, published for `status`
+
+
+DEFAULT_MIN_FREE_SPACE = "256M"
+_RATE = re.compile(r"(\d+(?:\.\d+)?)([bkmg]?)")
+_RATE_UNITS = {"b": 1, "": 1024, "k": 1024, "m": 1024**2, "g": 1024**3}
+_ENTRY = re.compile(r"(\d{1,2}):(\d{2}),(\S+)")
+DAY = 24 * 60
+
+
+def minute_of_day() -> float:
+    """Minutes past local midnight, as a timetable's HH:MM are read (like rclone's)."""
+    now = datetime.now()
+    return now.hour * 60 + now.minute + now.second / 60
+
+
+@dataclass(frozen=True)
+class Timetable:
+    """`--bwlimit`: bytes per second (None: no limit) from each minute of the day on.
+
+    The entry whose time passed last applies; before the first entry of a day, the last
+    entry of the day before still does (rclone's rule). A plain rate is one entry at 00:00.
+    """
+
+    entries: tuple[tuple[int, float | None], ...]
+
+    def rate_at(self, minute: float) -> float | None:
+        """The limit at `minute` past local midnight."""
+        current = self.entries[-1][1]
+        for start, rate in self.entries:
+            if start <= minute:
+                current = rate
+        return current
+
+    def next_change(self, minute: float) -> float:
+        """Minutes from `minute` until the next entry starts (a day with one entry)."""
+        later = [start for start, _ in self.entries if start > minute]
+        following = later[0] if later else self.entries[0][0] + DAY
+        return following - minute
+
+    @property
+    def limited(self) -> bool:
+        return any(rate is not None for _, rate in self.entries)
+
+    def seconds_for(self, size: float, minute: float, unlimited_rate: float) -> float | None:
+        """How long `size` bytes take from `minute` on, at each entry's limit (at
+        `unlimited_rate` while it is off); None if that rate is unknown when it counts."""
+        seconds = 0.0
+        for _ in range(len(self.entries) * 8):  # a week of entries at most
+            rate = self.rate_at(minute % DAY)
+            if rate is None:
+                rate = unlimited_rate if unlimited_rate > 0 else None
+            if rate is None:
+                return None
+            span = self.next_change(minute % DAY) * 60
+            if size <= rate * span:
+                return seconds + size / rate
+            size -= rate * span
+            seconds += span
+            minute += span / 60
+        return seconds + size / rate
+
+    def describe(self) -> str:
+        """As the user wrote it, normalised: `1 MiB/s`, or `08:00 512 KiB/s, 19:00 off`."""
+        if len(self.entries) == 1:
+            return _shown_rate(self.entries[0][1])
+        return ", ".join(f"{m // 60:02d}:{m % 60:02d} {_shown_rate(r)}" for m, r in self.entries)
+
+
+def _shown_rate(rate: float | None) -> str:
+    return "off" if rate is None else f"{binary_size(rate)}/s"
+
+
+def binary_size(size: float) -> str:
+    """`512 KiB`, `1.5 GiB`: sizes in the binary units the flags take."""
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= factor:
+            return f"{size / factor:.4g} {unit}"
+    return f"{size:g} B"
+
+
+def parse_rate(text: str, what: str = "--bwlimit") -> float | None:
+    """Bytes per second in rclone's form: `off`, or a number with B, K, M or G (binary;
+    a bare number is KiB/s)."""
+    raw = text.strip().lower()
+    if raw == "off":
+        return None
+    match = _RATE.fullmatch(raw.removesuffix("/s").removesuffix("i").removesuffix("ib"))
+    if not match:
+        raise BadInput(f"{what}: {text!r} is not a rate; use e.g. 512K, 10M, 1G or off")
+    rate = float(match.group(1)) * _RATE_UNITS[match.group(2)]
+    if rate <= 0:
+        raise BadInput(f"{what}: {text!r} must be more than zero (or off for no limit)")
+    return rate
+
+
+def parse_bwlimit(text: str) -> Timetable:
+    """A rate, or a timetable of space-separated `HH:MM,RATE` entries."""
+    parts = text.split()
+    if len(parts) == 1 and "," not in parts[0]:
+        return Timetable(((0, parse_rate(parts[0])),))
+    entries: dict[int, float | None] = {}
+    for part in parts:
+        match = _ENTRY.fullmatch(part)
+        if not match or int(match.group(1)) > 23 or int(match.group(2)) > 59:
+            raise BadInput(
+                f"--bwlimit: {part!r} is not a timetable entry; use HH:MM,RATE entries "
+                'separated by spaces, e.g. "08:00,512K 19:00,10M 23:00,off"'
+            )
+        minute = int(match.group(1)) * 60 + int(match.group(2))
+        if minute in entries:
+            raise BadInput(f"--bwlimit: {match.group(1)}:{match.group(2)} is given twice")
+        entries[minute] = parse_rate(match.group(3), f"--bwlimit {part}")
+    if not entries:
+        raise BadInput("--bwlimit is empty; use a rate such as 10M, or off")
+    return Timetable(tuple(sorted(entries.items())))
+
+
+NO_BWLIMIT = Timetable(((0, None),))
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What an operator allows a run (per worker on a shared queue): bandwidth over the
+    day, requests started per second, bytes received, free space left on --dest."""
+
+    bwlimit: Timetable = NO_BWLIMIT
+    max_rps: float | None = None
+    max_transfer: int | None = None
+    min_free_space: int = 256 << 20
+
+    def describe(self) -> str:
+        """The limits in force, for the views: `bwlimit 1 MiB/s · min-free-space 256 MiB`."""
+        return describe_limits(self.as_json())
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "bwlimit": self.bwlimit.describe(),
+            "max_rps": self.max_rps,
+            "max_transfer": self.max_transfer,
+            "min_free_space": self.min_free_space,
+        }
+
+
+def describe_limits(data: dict[str, object]) -> str:
+    """`Limits.as_json()` (this run's, or a worker's from the shared queue) in one line."""
+    parts = [] if data.get("bwlimit", "off") == "off" else [f"bwlimit {data['bwlimit']}"]
+    if isinstance(rps := data.get("max_rps"), int | float):
+        parts.append(f"max-rps {rps:g}")
+    if isinstance(quota := data.get("max_transfer"), int):
+        parts.append(f"max-transfer {binary_size(quota)}")
+    if isinstance(reserve := data.get("min_free_space"), int):
+        parts.append(f"min-free-space {binary_size(reserve)}")
+    return " · ".join(parts) or "none"
+
+
+def check_rps(value: float) -> float:
+    """`--max-rps` above zero: a zero rate would never start anything."""
+    if not math.isfinite(value) or value <= 0:
+        raise BadInput(f"--max-rps must be more than zero (got {value:g}); omit it for no limit")
+    return value
 
 
 @dataclass(frozen=True)
@@ -233,6 +394,7 @@ class RunSettings:
     tuning: Tuning = field(default_factory=Tuning)
     network: Network = field(default_factory=Network)
     sharing: Sharing = field(default_factory=Sharing)
+    limits: Limits = field(default_factory=Limits)
     dry_run: bool = False
 
 

@@ -208,26 +208,11 @@ def test_connect_errors_are_retried_then_reported(ws: Workspace) -> None:
 # -- disk full -------------------------------------------------------------------------
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path):
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=256k,mode=0755", "tmpfs", str(mount)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.decode().strip()})")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 @pytest.mark.parametrize("state_on_same_disk", [False, True])
 def test_disk_full_stops_cleanly_and_resumes(
     ws: Workspace, small_disk: Path, state_on_same_disk: bool
 ) -> None:
-    args = ws.run_args("--json")
+    args = ws.run_args("--json", "--min-free-space", "0")  # the real ENOSPC, no reserve
     args[args.index("--dest") + 1] = str(small_disk)
     state = small_disk / ".tfbulk" / "state.db" if state_on_same_disk else ws.root / "state.db"
     result = ws.tfbulk(*args, "--state", str(state))

@@ -502,7 +502,9 @@ def test_status_lists_live_workers(shared: Shared) -> None:
     ws = shared.ws
     ws.write_catalogue(guitar_catalogue(3, 20))
     ws.origin.speed = 50_000
-    proc = shared.start("w1", "--concurrency", "2", "--lease", "3s")
+    proc = shared.start(
+        "w1", "--concurrency", "2", "--lease", "3s", "--bwlimit", "512K", "--max-rps", "50"
+    )
     try:
         wait_for(lambda: ws.final_files(), timeout=30, what="downloads under way")
         status = ws.tfbulk("status", "--state", shared.url, "--json")
@@ -516,6 +518,8 @@ def test_status_lists_live_workers(shared: Shared) -> None:
         assert worker["heartbeat_age_s"] < 3
         human = ws.tfbulk("status", "--state", shared.url)
         assert f":{proc.pid}:" in human.stdout and "ago" in human.stdout
+        assert worker["limits"]["bwlimit"] == "512 KiB/s" and worker["limits"]["max_rps"] == 50
+        assert "bwlimit 512 KiB/s · max-rps 50" in human.stdout
         assert shared.password not in human.stdout + human.stderr
     finally:
         proc.send_signal(signal.SIGINT)
@@ -615,3 +619,21 @@ def test_without_psycopg_the_message_says_what_to_install(shared: Shared) -> Non
     )
     assert proc.returncode == 2
     assert "pip install 'tfbulk[postgres]'" in proc.stderr
+
+
+def test_a_version_1_queue_gains_the_workers_limits(shared: Shared) -> None:
+    """A queue made by the previous tfbulk (schema 1) is upgraded by the first new worker."""
+    from tfbulk.state.pgschema import STEPS
+
+    with psycopg.connect(shared.url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA tfbulk")
+        conn.execute("SET search_path TO tfbulk")
+        conn.execute("CREATE TABLE meta (key text PRIMARY KEY, value text NOT NULL)")
+        conn.execute(STEPS[1])
+        conn.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    assert shared.run("--course", "1", "--max-rps", "100").code == 0
+    assert shared.query("SELECT value FROM meta WHERE key = 'schema_version'") == [("2",)]
+    assert shared.query(
+        "SELECT column_default FROM information_schema.columns "
+        "WHERE table_name = 'workers' AND column_name = 'limits'"
+    )

@@ -20,6 +20,7 @@ RUN_ONLY = {
     "--concurrency", "--lease", "--max-global", "--retries", "--max-time", "--dry-run",
     "--progress", "--no-progress", "--json", "--quiet", "-q", "--log-file", "--stats-interval",
     "--backoff-base", "--backoff-max", "--connect-timeout", "--read-timeout",
+    "--bwlimit", "--max-rps", "--max-transfer",
 }  # fmt: skip
 
 

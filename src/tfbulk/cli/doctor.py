@@ -13,6 +13,7 @@ from tfbulk.settings import (
     DEFAULT_EXPIRES,
     DEFAULT_KEY_TEMPLATE,
     DEFAULT_MAX_FILE_SIZE,
+    DEFAULT_MIN_FREE_SPACE,
     DEFAULT_PATH_TEMPLATE,
     DEFAULT_REGION,
     policy_settings,
@@ -38,6 +39,7 @@ from tfbulk.cli.options import (
     KeyTemplate,
     LimitCourses,
     MaxFileSize,
+    MinFreeSpace,
     PathTemplate,
     PolicyResource,
     PrivateKey,
@@ -48,6 +50,7 @@ from tfbulk.cli.options import (
     SnapshotPath,
     State,
     UrlTemplate,
+    limit_settings,
     network_settings,
     run_settings,
     scope,
@@ -94,6 +97,7 @@ def doctor_command(
     http: HttpVersion = "2",
     ca_bundle: CaBundle = None,
     max_file_size: MaxFileSize = DEFAULT_MAX_FILE_SIZE,
+    min_free_space: MinFreeSpace = DEFAULT_MIN_FREE_SPACE,
     as_json: AsJson = False,
 ) -> int:
     """Check snapshot, key, destination, free disk and state DB; non-zero if any check fails."""
@@ -116,6 +120,7 @@ def doctor_command(
         ),
         scope=scope(course, segment, limit_courses),
         network=network_settings(http, ca_bundle, max_file_size),
+        limits=limit_settings(min_free_space=min_free_space),
     )
     from tfbulk.commands.doctor import as_json as doctor_json
     from tfbulk.commands.doctor import diagnose

@@ -134,6 +134,7 @@ def _worker_json(worker: WorkerStatus) -> dict[str, object]:
         "files": worker.files,
         "bytes": worker.bytes,
         "throughput_bps": round(worker.rate),
+        "limits": worker.limits,
     }
 
 

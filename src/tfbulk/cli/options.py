@@ -12,9 +12,11 @@ from tfbulk.errors import BadInput
 from tfbulk.settings import (
     CANNED_SHA1,
     DEFAULT_KEY_TEMPLATE,
+    DEFAULT_MIN_FREE_SPACE,
     DEFAULT_REGION,
     DEFAULT_URL_TEMPLATE,
     SIGNERS,
+    Limits,
     Network,
     PolicySettings,
     RunSettings,
@@ -23,6 +25,8 @@ from tfbulk.settings import (
     check_ca_bundle,
     check_http_version,
     check_positive,
+    check_rps,
+    parse_bwlimit,
     parse_duration,
     parse_size,
     resolve_state,
@@ -238,6 +242,60 @@ MaxFileSize = Annotated[
         help="A body longer than this fails its segment (e.g. 64G, 500M).",
     ),
 ]
+
+BwLimit = Annotated[
+    str,
+    typer.Option(
+        "--bwlimit",
+        metavar="RATE|TIMETABLE",
+        envvar="TFBULK_BWLIMIT",
+        help='Total download rate: 10M, 512K or off; or a timetable "08:00,512K 19:00,off".',
+    ),
+]
+MaxRps = Annotated[
+    float | None,
+    typer.Option(
+        "--max-rps",
+        metavar="N",
+        envvar="TFBULK_MAX_RPS",
+        help="Most requests started per second (retries too).",
+    ),
+]
+MaxTransfer = Annotated[
+    str | None,
+    typer.Option(
+        "--max-transfer",
+        metavar="SIZE",
+        envvar="TFBULK_MAX_TRANSFER",
+        help="After this many bytes (e.g. 50G), start nothing new; exit 75.",
+    ),
+]
+MinFreeSpace = Annotated[
+    str,
+    typer.Option(
+        "--min-free-space",
+        metavar="SIZE",
+        envvar="TFBULK_MIN_FREE_SPACE",
+        help="Never start a download that would leave less free on --dest (0: no reserve).",
+    ),
+]
+
+
+def limit_settings(
+    bwlimit: str = "off",
+    max_rps: float | None = None,
+    max_transfer: str | None = None,
+    min_free_space: str = DEFAULT_MIN_FREE_SPACE,
+) -> Limits:
+    """The operator's limits, each checked with its flag's name."""
+    return Limits(
+        bwlimit=parse_bwlimit(bwlimit),
+        max_rps=check_rps(max_rps) if max_rps is not None else None,
+        max_transfer=check_positive(parse_size(max_transfer, "--max-transfer"), "--max-transfer")
+        if max_transfer is not None
+        else None,
+        min_free_space=parse_size(min_free_space, "--min-free-space"),
+    )
 
 
 def network_settings(http: str, ca_bundle: Path | None, max_file_size: str) -> Network:

@@ -15,6 +15,7 @@ from tfbulk.settings import (
     DEFAULT_KEY_TEMPLATE,
     DEFAULT_LEASE,
     DEFAULT_MAX_FILE_SIZE,
+    DEFAULT_MIN_FREE_SPACE,
     DEFAULT_PATH_TEMPLATE,
     DEFAULT_REGION,
     RunSettings,
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 from tfbulk.cli.app import examples
 from tfbulk.cli.options import (
     Bucket,
+    BwLimit,
     CaBundle,
     Courses,
     DateGreaterThan,
@@ -47,6 +49,9 @@ from tfbulk.cli.options import (
     KeyTemplate,
     LimitCourses,
     MaxFileSize,
+    MaxRps,
+    MaxTransfer,
+    MinFreeSpace,
     PathTemplate,
     PolicyResource,
     PrivateKey,
@@ -57,6 +62,7 @@ from tfbulk.cli.options import (
     SnapshotPath,
     State,
     UrlTemplate,
+    limit_settings,
     network_settings,
     run_settings,
     scope,
@@ -219,6 +225,10 @@ def run_command(
     http: HttpVersion = "2",
     ca_bundle: CaBundle = None,
     max_file_size: MaxFileSize = DEFAULT_MAX_FILE_SIZE,
+    bwlimit: BwLimit = "off",
+    max_rps: MaxRps = None,
+    max_transfer: MaxTransfer = None,
+    min_free_space: MinFreeSpace = DEFAULT_MIN_FREE_SPACE,
 ) -> int:
     """Plan the snapshot into the state DB, then download every segment not yet done."""
     settings = run_settings(
@@ -255,6 +265,7 @@ def run_command(
             if max_global is not None
             else None,
         ),
+        limits=limit_settings(bwlimit, max_rps, max_transfer, min_free_space),
         dry_run=dry_run_flag,
     )
     if settings.dry_run:

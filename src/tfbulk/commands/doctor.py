@@ -29,11 +29,12 @@ from tfbulk.display.format import counted, human_bytes, human_duration
 from tfbulk.errors import BadInput, TfbulkError
 from tfbulk.pipeline.destination import write_problem
 from tfbulk.pipeline.fetch import USER_AGENT, open_transport
+from tfbulk.pipeline.limits import disk_shortfall
 from tfbulk.pipeline.plan import PlanRow, PlanStats, Template, plan_rows
 from tfbulk.pipeline.retry import FORBIDDEN_HINTS
 from tfbulk.pipeline.snapshot import Snapshot
 from tfbulk.pipeline.urls import SegmentUrl, check_covered, segment_urls
-from tfbulk.settings import PolicySettings, RunSettings, Tuning
+from tfbulk.settings import PolicySettings, RunSettings, Tuning, binary_size
 from tfbulk.signing import Signer, redact
 from tfbulk.signing.cloudfront import PrivateKey, can_sign
 from tfbulk.state import open_store, store_exists
@@ -521,7 +522,7 @@ def _destination_checks(settings: RunSettings, found: _Findings) -> list[Check]:
         ]
     checks = [_writable(dest, existing)]
     free = shutil.disk_usage(existing).free
-    checks.append(_space(free, found))
+    checks.append(_space(free, settings.limits.min_free_space, found))
     return checks
 
 
@@ -547,28 +548,31 @@ def _writable(dest: Path, existing: Path) -> Check:
     return Check("destination", "writable", OK, f"{dest} {what}")
 
 
-def _space(free: int, found: _Findings) -> Check:
+def _space(free: int, reserve: int, found: _Findings) -> Check:
+    """The run's own arithmetic (--min-free-space): what is still to come plus the reserve
+    must fit in what is free, or the run stops with exit 2 before the disk fills."""
     sizes = found.probed_sizes
     average = sum(sizes) / len(sizes) if sizes else found.average_size
     remaining = found.remaining if found.remaining is not None else len(found.rows)
+    kept = f"--min-free-space keeps {binary_size(reserve)}"
     if average is None:
-        return Check(
-            "destination",
-            "free space",
-            OK,
-            f"{human_bytes(free)} free (no size estimate yet: add --probe N)",
-        )
+        short = disk_shortfall(free, reserve, 0, 0)
+        detail = f"{human_bytes(free)} free, {kept} (no size estimate yet: add --probe N)"
+        if short:
+            return Check("destination", "free space", FAIL, detail, _space_fix(short))
+        return Check("destination", "free space", OK, detail)
     needed = int(average * remaining)
+    short = disk_shortfall(free, reserve, 0, needed)
     detail = (
         f"{human_bytes(free)} free, about {human_bytes(needed)} still needed "
-        f"({counted(remaining, 'segment')} × {human_bytes(average)})"
+        f"({counted(remaining, 'segment')} × {human_bytes(average)}), {kept}"
     )
-    if needed > free:
-        return Check(
-            "destination",
-            "free space",
-            FAIL,
-            detail,
-            "free some space or pass a --dest on a larger disk",
-        )
+    if short:
+        return Check("destination", "free space", FAIL, detail, _space_fix(short))
     return Check("destination", "free space", OK, detail)
+
+
+def _space_fix(short: int) -> str:
+    return (
+        f"free {binary_size(short)} more, pass a --dest on a larger disk, or lower --min-free-space"
+    )

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import anyio
@@ -34,13 +35,14 @@ from tfbulk.pipeline.events import (
     RunStopping,
 )
 from tfbulk.pipeline.fetch import Fetcher, open_transport
+from tfbulk.pipeline.limits import RunLimits
 from tfbulk.pipeline.plan import PlanRow, PlanStats, Template, plan_rows
 from tfbulk.pipeline.retry import FORBIDDEN_HINTS
 from tfbulk.pipeline.snapshot import Snapshot
 from tfbulk.pipeline.urls import SegmentUrl, check_covered, segment_urls
 from tfbulk.pipeline.writer import DiskWriter
 from tfbulk.report import DryRunReport, RunReport
-from tfbulk.settings import RunSettings, Scope, Tuning
+from tfbulk.settings import RunSettings, Scope, Sharing, Tuning
 from tfbulk.signing import Signer
 from tfbulk.state import Status, Store, Summary, open_store, store_exists
 from tfbulk.state.url import is_postgres_url
@@ -110,7 +112,7 @@ def run(settings: RunSettings, observer: Observer, *, handle_signals: bool = Tru
             dest.lock(shared=is_postgres_url(settings.state))
             _refuse_linked_state(settings.state, dest)
             store = open_store(
-                settings.state, create=True, lock=True, dest=dest.root, sharing=settings.sharing
+                settings.state, create=True, lock=True, dest=dest.root, sharing=_sharing(settings)
             )
             held.callback(store.close)
             store.plan(_reported(rows, observer), inputs.snapshot.course_titles())
@@ -126,10 +128,16 @@ def run(settings: RunSettings, observer: Observer, *, handle_signals: bool = Tru
             message=result.disk_error,
             failures=store.records(status=Status.FAILED, scoped=True, limit=FAILURES_SHOWN),
             warnings=_warnings(stats),
+            limits=settings.limits,
         )
         totals = {k: v for k, v in summary.as_json().items() if isinstance(v, int)}
         observer(RunFinished(report.exit_code, report.elapsed, report.downloaded, totals))
         return report
+
+
+def _sharing(settings: RunSettings) -> Sharing:
+    """How this worker joins a shared queue, with its limits published for `status`."""
+    return replace(settings.sharing, limits=json.dumps(settings.limits.as_json()))
 
 
 def _planned(inputs: _Inputs, scope: Scope, stats: PlanStats) -> Iterator[PlanRow]:
@@ -194,20 +202,24 @@ async def _download(
     handle_signals: bool,
 ) -> EngineResult:
     tuning = settings.tuning
-    transport = open_transport(tuning, settings.network)
+    limits = RunLimits(settings.limits, dest.root)
+    transport = open_transport(tuning, settings.network, limits.receive_buffer)
     writer = DiskWriter()
     try:
         async with transport, anyio.create_task_group() as watchers:
             engine = Engine(
                 store=store,
                 signer=inputs.signer,
-                fetcher=Fetcher(transport, writer, dest, time.time, settings.network.max_file_size),
+                fetcher=Fetcher(
+                    transport, writer, dest, time.time, settings.network.max_file_size, limits
+                ),
                 dest=dest,
                 url_of=inputs.url_of,
                 tuning=tuning,
                 observer=observer,
                 forbidden_hint=FORBIDDEN_HINTS[settings.signer.kind],
                 claim_ahead=settings.sharing.max_global is None,
+                limits=limits,
             )
             result = await _supervised(engine, observer, tuning, handle_signals, watchers)
     finally:
@@ -270,6 +282,7 @@ def _run_started(summary: Summary, settings: RunSettings, dest: Destination) -> 
         courses=tuple(
             CourseTotals(c.course_id, c.title, c.total, c.done, c.failed) for c in summary.courses
         ),
+        limits=settings.limits,
     )
 
 

@@ -85,6 +85,7 @@ class RunDisplay:
             failures=report.failures,
             fancy=self.live,
             hint=hint,
+            limits=report.limits,
         )
         if report.stop_reason and ExitCode(report.exit_code).resumable:
             self.console.print("state saved; run the same command again to resume")

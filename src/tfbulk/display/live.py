@@ -61,8 +61,10 @@ class LiveView:
         width, height = self._console.size
         errors = snap.errors[-ERRORS_MAX:]
         transfer_rows, course_rows = _budget(height, snap, len(errors) + bool(snap.recovered))
+        started = self._tracker.started
         parts: list[RenderableType] = [
-            Text(_title(self._tracker.started), style="bold", overflow="ellipsis", no_wrap=True),
+            Text(_title(started), style="bold", overflow="ellipsis", no_wrap=True),
+            Text(_limits(started), style="dim", overflow="ellipsis", no_wrap=True),
             self._overall(snap),
             status_grid(
                 success=snap.success, processing=snap.processing, pending=snap.pending,
@@ -182,6 +184,10 @@ def _title(started: RunStarted | None) -> str:
     )
 
 
+def _limits(started: RunStarted | None) -> str:
+    return f"limits: {started.limits.describe()}" if started else ""
+
+
 def _label(text: str, style: str = "dim") -> Text:
     return Text(text, style=style)
 
@@ -189,10 +195,10 @@ def _label(text: str, style: str = "dim") -> Text:
 def _budget(height: int, snap: Progress, errors: int) -> tuple[int, int]:
     """Rows for transfers and courses so the frame fits the terminal's height.
 
-    Fixed lines (title, bar, grid, errors, stop notice, a spare line) come first;
+    Fixed lines (title, limits, bar, grid, errors, stop notice, a spare line) come first;
     transfers get what they need up to half the rest, courses the remainder (≤ 8).
     """
-    fixed = 3 + (errors + 1 if errors else 0) + (1 if snap.stopping else 0) + 1
+    fixed = 4 + (errors + 1 if errors else 0) + (1 if snap.stopping else 0) + 1
     room = max(0, height - fixed)
     wanted_courses = min(COURSES_MAX, len(snap.courses))
     course_lines = min(wanted_courses, max(0, room // 2 - 2))

@@ -60,6 +60,7 @@ def _record(event: Event) -> dict[str, object] | None:
                 "concurrency": event.concurrency,
                 "dest": event.dest,
                 "scope": event.scope,
+                "limits": event.limits.as_json(),
             }
         case SegmentStarted(transfer):
             return {

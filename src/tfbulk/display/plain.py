@@ -34,7 +34,7 @@ class PlainReporter:
                 self._line(
                     f"tfbulk: {counted(event.total, 'segment')} ({event.scope}) → {event.dest} · "
                     f"{event.done:,} done, {event.failed:,} failed, {todo:,} pending · "
-                    f"{event.concurrency} at once"
+                    f"{event.concurrency} at once · limits: {event.limits.describe()}"
                 )
                 self._start_timer()
             case SegmentFailed():

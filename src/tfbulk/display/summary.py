@@ -15,8 +15,10 @@ from rich.table import Table
 from rich.text import Text
 
 from tfbulk.display.format import counted, human_bytes, human_duration, human_rate, percent
+from tfbulk.settings import Limits, describe_limits
 from tfbulk.state import CourseCounts, SegmentRecord, Summary, WorkerStatus
 
+NO_LIMITS = Limits()
 FAILURES_SHOWN = 20  # a run's summary lists these; `tfbulk failed` lists all
 COURSES_SHOWN = 200
 BAR_WIDTH = 10
@@ -152,6 +154,7 @@ def workers_table(workers: Sequence[WorkerStatus], *, fancy: bool) -> Table:
         ("last heartbeat", "right"),
         ("files", "right"),
         ("throughput", "right"),
+        ("limits", "left"),
     ):
         table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for w in workers:
@@ -163,6 +166,7 @@ def workers_table(workers: Sequence[WorkerStatus], *, fancy: bool) -> Table:
             beat if w.live else Text(f"lost, {beat}", style="red" if fancy else ""),
             f"{w.files:,}",
             human_rate(w.rate),
+            describe_limits(w.limits),
         )
     return table
 
@@ -176,6 +180,7 @@ def print_run_summary(
     failures: Sequence[SegmentRecord],
     fancy: bool,
     hint: Callable[[str], str] = "tfbulk {}".format,
+    limits: Limits = NO_LIMITS,
 ) -> None:
     """The view that replaces the live display when a run ends; with failures it ends with
     the command that requeues them (`hint("retry")`, as the user would type it)."""
@@ -185,6 +190,7 @@ def print_run_summary(
     console.print(
         f"downloaded {human_bytes(downloaded)} in {human_duration(elapsed)} ({human_rate(rate)})"
     )
+    console.print(f"limits: {limits.describe()}")
     failed = summary.total_of("failed")
     if failed:
         console.print(f"\nfailed segments ({min(failed, FAILURES_SHOWN)} of {failed:,} shown):")

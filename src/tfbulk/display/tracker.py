@@ -24,6 +24,7 @@ from tfbulk.pipeline.events import (
     SegmentStarted,
     Transfer,
 )
+from tfbulk.settings import minute_of_day
 from tfbulk.state import Status
 
 RATE_WINDOW = 10.0
@@ -76,6 +77,7 @@ class Progress:
 @dataclass
 class RunTracker:
     clock: Callable[[], float] = time.monotonic
+    minute: Callable[[], float] = minute_of_day
     started: RunStarted | None = None
     start_time: float = 0.0
     success: int = 0
@@ -211,18 +213,30 @@ class RunTracker:
     def _eta(
         self, remaining: int, transfers: list[Transfer], rate_bytes: float, rate_files: float
     ) -> float | None:
-        """Seconds left: from bytes as soon as they flow (what is left of the transfers in
-        flight, plus the files not started at the average size seen so far), else from
-        files per second."""
+        """Seconds left: from bytes as soon as they flow, else from files per second; under
+        a --bwlimit no sooner than the bytes left take at the timetable's rates."""
+        left = self._bytes_left(remaining, transfers)
+        if rate_bytes > 0 and left is not None:
+            eta: float | None = left / rate_bytes
+        else:
+            eta = remaining / rate_files if rate_files > 0 else None
+        timetable = self.started.limits.bwlimit if self.started else None
+        if eta is None or left is None or timetable is None or not timetable.limited:
+            return eta
+        limited = timetable.seconds_for(left, self.minute(), rate_bytes)
+        return eta if limited is None else max(eta, limited)
+
+    def _bytes_left(self, remaining: int, transfers: list[Transfer]) -> float | None:
+        """What is left of the transfers in flight, plus the files not started at the
+        average size seen so far; None before any size is known."""
         files, size = self.sized[0], self.sized[1]
         for t in transfers:
             if t.size:
                 files, size = files + 1, size + t.size
-        if rate_bytes > 0 and files:
-            in_flight = sum(max(0, (t.size or size // files) - t.received) for t in transfers)
-            waiting = max(0, remaining - len(transfers)) * (size / files)
-            return (in_flight + waiting) / rate_bytes
-        return remaining / rate_files if rate_files > 0 else None
+        if not files:
+            return None
+        in_flight = sum(max(0, (t.size or size // files) - t.received) for t in transfers)
+        return in_flight + max(0, remaining - len(transfers)) * (size / files)
 
     def _rates(self, now: float, moved: int, done: int) -> tuple[float, float]:
         """Bytes/s and files/s over the last RATE_WINDOW seconds."""

@@ -11,6 +11,7 @@ before it is sent.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from tfbulk.pipeline.commit import Committer, Ready
 from tfbulk.pipeline.destination import Destination, Existing, PartFile
 from tfbulk.pipeline.events import (
     Observer,
+    RunStopping,
     SegmentFailed,
     SegmentFinished,
     SegmentParked,
@@ -33,6 +35,7 @@ from tfbulk.pipeline.events import (
     Transfer,
 )
 from tfbulk.pipeline.fetch import Fetched, Fetcher, Validator
+from tfbulk.pipeline.limits import RunLimits
 from tfbulk.pipeline.plan import Segment, UnsafePath, video_key
 from tfbulk.pipeline.retry import (
     FORBIDDEN_HINT,
@@ -100,6 +103,7 @@ class Engine:
         clock: Callable[[], float] = time.time,
         forbidden_hint: str = FORBIDDEN_HINT,
         claim_ahead: bool = True,
+        limits: RunLimits | None = None,
     ) -> None:
         self._store = store
         self._signer = signer
@@ -109,6 +113,7 @@ class Engine:
         self._forbidden_hint = forbidden_hint
         self._claim_ahead = claim_ahead  # off under a global cap, whose slots it would hold
         self._tuning = tuning
+        self._limits = limits
         self._emit = observer
         self._clock = clock
         self._backoff = Backoff(tuning.backoff_base, tuning.backoff_max)
@@ -154,11 +159,14 @@ class Engine:
         return EngineResult(self._stop_reason, self._downloaded, self._disk_error)
 
     def request_stop(self, reason: str, *, grace: float = 0.0) -> None:
-        """Start no new download; park in-flight ones now, or after `grace` seconds."""
+        """Start no new download; park in-flight ones now, or after `grace` seconds (with
+        an infinite grace, let them finish)."""
         if self._stop_reason is not None:
             return
         self._stop_reason = reason
         self._wake()
+        if grace == math.inf:
+            return
         if grace <= 0 or self._task_group is None:
             self._cancel_in_flight()
         else:
@@ -191,7 +199,12 @@ class Engine:
     async def _next_job(self) -> _Claimed | None:
         """The next claimed job, its URL signed (counted in flight), or None at the end."""
         while self._stop_reason is None and not self._drained:
+            if self._limits is not None and self._limits.quota_reached:
+                self._quota_reached(self._limits)
+                break
             if self._queue:
+                if not self._fits(self._queue[0]):
+                    break
                 self._in_flight += 1
                 claimed = self._queue.popleft()
                 if claimed.part and self._clock() - claimed.signed_at > FRESH:
@@ -211,6 +224,32 @@ class Engine:
             else:
                 await self._wait(due)
         return None
+
+    def _quota_reached(self, limits: RunLimits) -> None:
+        """--max-transfer: start nothing new; what runs finishes, the rest waits for a rerun."""
+        if self.stopping:
+            return
+        self._emit(
+            RunStopping(
+                f"--max-transfer reached ({limits.received:,} bytes received); "
+                "finishing the downloads in flight"
+            )
+        )
+        self.request_stop("max-transfer", grace=math.inf)
+
+    def _fits(self, claimed: _Claimed) -> bool:
+        """--min-free-space: may this download start? If not, the run stops for the disk."""
+        if self._limits is None or claimed.part is None:
+            return True
+        job = claimed.job
+        size = job.expected_size or job.known_size
+        wanted = None if size is None else max(0, size - claimed.part.size)
+        try:
+            self._limits.disk.check(job.segment_id, wanted)
+        except DiskError as exc:
+            self._disk_full(exc)
+            return False
+        return True
 
     def _refill_soon(self) -> None:
         """With `claim_ahead`, claim the next jobs in the background while half of the
@@ -314,6 +353,8 @@ class Engine:
             self._store.record(
                 Done(job.segment_id, Status.SUCCESS, fetched.size, fetched.md5, fetched.etag, now)
             )
+            if self._limits is not None:
+                self._limits.disk.learn(fetched.size)
             self._emit(
                 SegmentFinished(
                     job.segment_id,
@@ -369,12 +410,17 @@ class Engine:
         while True:
             attempt += 1
             made = attempt - job.run_attempts
+            waited = self._limits is not None and await self._limits.request()
+            if self.stopping:  # a stop came while it waited for --max-rps: not started
+                self._park(job)
+                return None
             transfer = Transfer(
                 job.segment_id, job.course_id, job.title, self._clock(), job.attempts + made
             )
             self._emit(SegmentStarted(transfer))
-            if made > 1:
+            if made > 1 or waited:
                 url = self._sign(job)
+            self._track(transfer)
             try:
                 fetched = await self._fetcher.fetch(
                     url, part, validator, transfer, lambda v: self._remember(job, v)
@@ -392,7 +438,9 @@ class Engine:
                     self._backoff,
                     self._forbidden_hint,
                 )
-                if decision.action is Action.LATER:
+                if decision.action is Action.LATER or (
+                    decision.action is Action.NOW and self.stopping
+                ):
                     self._retry_later(job, failure, decision, job.attempts + made)
                     return None
                 if decision.action is Action.FAIL:
@@ -402,6 +450,16 @@ class Engine:
                 previous = failure.kind
             finally:  # every byte received counts, whatever became of the attempt
                 self._downloaded += max(0, transfer.received - transfer.resumed_from)
+                self._untrack(transfer)
+
+    def _track(self, transfer: Transfer) -> None:
+        """--min-free-space counts what the running attempts still have to write."""
+        if self._limits is not None:
+            self._limits.disk.running(transfer)
+
+    def _untrack(self, transfer: Transfer) -> None:
+        if self._limits is not None:
+            self._limits.disk.ended(transfer)
 
     def _sign(self, job: Job) -> str:
         return self._signer.sign(self._url(job), self._clock())

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from tfbulk.settings import Limits
+
 
 @dataclass(slots=True)
 class Transfer:
@@ -52,6 +54,7 @@ class RunStarted:
     dest: str
     scope: str
     courses: tuple[CourseTotals, ...] = field(default=())
+    limits: Limits = field(default_factory=Limits)
 
 
 @dataclass(frozen=True, slots=True)

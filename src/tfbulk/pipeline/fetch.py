@@ -24,8 +24,9 @@ from tfbulk import __version__
 from tfbulk.pipeline.checks import VerifyError, check_body, read_digest
 from tfbulk.pipeline.destination import Destination, PartFile
 from tfbulk.pipeline.events import Transfer
+from tfbulk.pipeline.limits import RunLimits
 from tfbulk.pipeline.retry import AttemptFailed, Kind, kind_of_status, parse_retry_after
-from tfbulk.pipeline.transport import SINK, CurlOptions, CurlTransport
+from tfbulk.pipeline.transport import RECEIVE_BUFFER, SINK, CurlOptions, CurlTransport
 from tfbulk.pipeline.writer import DiskWriter, PartWriter
 from tfbulk.settings import Network, Tuning
 from tfbulk.signing import redact
@@ -80,9 +81,10 @@ class Fetcher:
         dest: Destination,
         clock: Callable[[], float],
         max_file_size: int,
+        limits: RunLimits | None = None,
     ) -> None:
         self._transport = transport
-        self._files = _Files(writer, dest, max_file_size)
+        self._files = _Files(writer, dest, max_file_size, limits)
         self._dest = dest
         self._clock = clock
 
@@ -136,6 +138,7 @@ class _Files:
     writer: DiskWriter
     dest: Destination
     max_file_size: int
+    limits: RunLimits | None
 
 
 class _PartBody:
@@ -162,6 +165,8 @@ class _PartBody:
         self._length: int | None = None
         self._found: Validator | None = None
         self._limit = files.max_file_size
+        self._resume: Callable[[], None] = _nothing
+        self._paid = False  # this chunk passed the bandwidth gate, the writer refused it
 
     # -- the sink protocol (event loop thread) --------------------------------------------
 
@@ -182,6 +187,8 @@ class _PartBody:
         total = start + length if length is not None else None
         if total is not None and total > self._limit:
             raise _too_large(f"the server announced {total:,} bytes")
+        if self._files.limits is not None:
+            self._files.limits.disk.check(self._transfer.segment_id, length)
         found = Validator(
             response.headers.get("etag"), response.headers.get("last-modified"), total
         )
@@ -189,6 +196,7 @@ class _PartBody:
         self._remember(found)
         self._transfer.size, self._transfer.resumed_from = total, start
         self._transfer.received = start
+        self._resume = resume
         self.writer = self._open(start, resume)
         return True
 
@@ -203,8 +211,13 @@ class _PartBody:
             )
         if self.offset + received > self._limit:
             raise _too_large(f"{self.offset + received:,} bytes received so far")
+        limits = self._files.limits
+        if limits is not None and not self._paid and not limits.take(len(chunk), self._resume):
+            return False
+        self._paid = True
         if not self.writer.take(chunk):
             return False
+        self._paid = False
         self._transfer.received = self.offset + received
         return True
 
@@ -283,10 +296,18 @@ class _PartBody:
         return self._files.writer.open(self.part.fd, offset, digest, resume)
 
 
-def open_transport(tuning: Tuning, network: Network) -> CurlTransport:
-    """The transport of a run (and of `doctor --probe`, so a probe sees what a run will)."""
+def _nothing() -> None:
+    return None
+
+
+def open_transport(
+    tuning: Tuning, network: Network, receive_buffer: int | None = None
+) -> CurlTransport:
+    """The transport of a run (and of `doctor --probe`, so a probe sees what a run will);
+    `receive_buffer` is smaller under a bandwidth limit."""
     return CurlTransport(
         CurlOptions(
+            receive_buffer=receive_buffer or RECEIVE_BUFFER,
             http_version=network.http_version,
             ca_bundle=network.ca_bundle,
             max_connections=tuning.concurrency,

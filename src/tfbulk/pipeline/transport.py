@@ -81,6 +81,7 @@ class CurlOptions:
     max_redirects: int = MAX_REDIRECTS
     read_timeout: float | None = 60.0
     connect_timeout: float | None = 30.0
+    receive_buffer: int = RECEIVE_BUFFER
 
 
 class CurlTransport(httpx.AsyncBaseTransport):
@@ -137,7 +138,7 @@ class CurlTransport(httpx.AsyncBaseTransport):
         handle.setopt(pycurl.PROTOCOLS, _WEB)
         handle.setopt(pycurl.HTTP_VERSION, HTTP_VERSIONS[self.options.http_version])
         handle.setopt(pycurl.TCP_KEEPALIVE, 1)
-        handle.setopt(pycurl.BUFFERSIZE, RECEIVE_BUFFER)
+        handle.setopt(pycurl.BUFFERSIZE, self.options.receive_buffer)
         cafile, capath = self._ca
         if cafile:
             handle.setopt(pycurl.CAINFO, cafile)

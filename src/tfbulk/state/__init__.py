@@ -205,6 +205,7 @@ class WorkerStatus:
     bytes: int
     rate: float
     live: bool
+    limits: dict[str, object] = field(default_factory=dict)  # the worker's `run` limits
 
 
 @dataclass(frozen=True, slots=True)

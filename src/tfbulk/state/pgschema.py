@@ -13,7 +13,7 @@ import psycopg
 from tfbulk.errors import BadInput
 
 SCHEMA = "tfbulk"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MIGRATE_LOCK = 0x7466_0001  # advisory lock keys: "tf" + a number per purpose
 
 # Step N brings a database from version N-1 to N. Never edit a released step; add one.
@@ -82,6 +82,10 @@ CREATE TABLE workers (
   flushed bigint NOT NULL DEFAULT 0,
   capped_at timestamptz
 );
+""",
+    # Each worker's operator limits (--bwlimit, --max-rps, ...), as JSON, for `status`.
+    2: """
+ALTER TABLE workers ADD COLUMN limits text NOT NULL DEFAULT '{}';
 """,
 }
 

@@ -13,6 +13,7 @@ after the reconnect (its sequence number is written in the same transaction).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
 import socket
@@ -264,6 +265,9 @@ class PostgresStore:
         )
         try:
             self._heartbeat.beat()
+            self._conn.execute(
+                "UPDATE workers SET limits = %s WHERE id = %s", (sharing.limits, self._me)
+            )
         except psycopg.Error as exc:
             why = _why(exc, self._spec)
             raise BadInput(f"cannot use the state DB {self.where}: {why}") from None
@@ -757,7 +761,7 @@ class PostgresStore:
             "(SELECT count(*) FROM segments s WHERE s.worker = w.id "
             "  AND s.status = 'processing'), "
             "w.files, w.bytes, w.rate, "
-            "w.last_heartbeat + make_interval(secs => w.lease_s) >= now() "
+            "w.last_heartbeat + make_interval(secs => w.lease_s) >= now(), w.limits "
             "FROM workers w ORDER BY w.started_at, w.id",
             {},
         )
@@ -774,6 +778,7 @@ class PostgresStore:
                 bytes=r[8],
                 rate=r[9],
                 live=r[10],
+                limits=json.loads(r[11]),
             )
             for r in rows
         ]
