@@ -11,16 +11,20 @@ import typer
 from tfbulk.errors import BadInput
 from tfbulk.settings import (
     CANNED_SHA1,
+    DEFAULT_HOOK_TIMEOUT,
     DEFAULT_KEY_TEMPLATE,
     DEFAULT_REGION,
     DEFAULT_URL_TEMPLATE,
     SIGNERS,
     Network,
+    Observing,
     PolicySettings,
     RunSettings,
     SignerSettings,
     check_ca_bundle,
     check_http_version,
+    check_listen_addr,
+    check_ping_url,
     check_positive,
     parse_duration,
     parse_size,
@@ -263,4 +267,82 @@ def run_settings(
         path_template=path_template,
         signer=signer,
         **rest,
+    )
+
+
+MetricsFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--metrics-file",
+        envvar="TFBULK_METRICS_FILE",
+        help="Prometheus metrics, rewritten every 5 s and at the end (textfile collector).",
+    ),
+]
+MetricsAddr = Annotated[
+    str | None,
+    typer.Option(
+        "--metrics-addr",
+        envvar="TFBULK_METRICS_ADDR",
+        help="Serve Prometheus /metrics at HOST:PORT while the run lasts (host 127.0.0.1).",
+    ),
+]
+OnComplete = Annotated[
+    str | None,
+    typer.Option(
+        "--on-complete",
+        envvar="TFBULK_ON_COMPLETE",
+        help="Shell command after each downloaded file (TFBULK_PATH, TFBULK_SEGMENT_ID, ...).",
+    ),
+]
+OnFinish = Annotated[
+    str | None,
+    typer.Option(
+        "--on-finish",
+        envvar="TFBULK_ON_FINISH",
+        help="Shell command at the end (TFBULK_EXIT_CODE, TFBULK_SUMMARY).",
+    ),
+]
+HookConcurrency = Annotated[
+    int,
+    typer.Option(
+        "--hook-concurrency",
+        envvar="TFBULK_HOOK_CONCURRENCY",
+        help="Most --on-complete commands running at once.",
+    ),
+]
+HookTimeout = Annotated[
+    str,
+    typer.Option(
+        "--hook-timeout",
+        envvar="TFBULK_HOOK_TIMEOUT",
+        help="A hook running longer is killed (and reported).",
+    ),
+]
+PingUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--ping-url",
+        envvar="TFBULK_PING_URL",
+        help="Health-check URL: GET URL/start at the start, URL/<exit code> at the end.",
+    ),
+]
+
+
+def observing_settings(
+    metrics_file: Path | None,
+    metrics_addr: str | None,
+    hooks: tuple[str | None, str | None],
+    hook_concurrency: int,
+    hook_timeout: str = DEFAULT_HOOK_TIMEOUT,
+    ping_url: str | None = None,
+) -> Observing:
+    on_complete, on_finish = hooks
+    return Observing(
+        metrics_file=metrics_file,
+        metrics_addr=check_listen_addr(metrics_addr, "--metrics-addr") if metrics_addr else None,
+        on_complete=on_complete or None,
+        on_finish=on_finish or None,
+        hook_concurrency=check_positive(hook_concurrency, "--hook-concurrency"),
+        hook_timeout=parse_duration(hook_timeout, "--hook-timeout"),
+        ping_url=check_ping_url(ping_url) if ping_url else None,
     )

@@ -35,7 +35,7 @@ from tfbulk.pipeline.writer import DiskWriter
 from tfbulk.report import DryRunReport, RunReport
 from tfbulk.settings import RunSettings, Scope, Tuning
 from tfbulk.signing import Signer
-from tfbulk.state import Status, Store, Summary, open_store, store_exists
+from tfbulk.state import STATUSES, Status, Store, Summary, open_store, store_exists
 from tfbulk.state.url import is_postgres_url
 
 
@@ -105,7 +105,7 @@ def run(settings: RunSettings, observer: Observer, *, handle_signals: bool = Tru
             )
             held.callback(store.close)
             store.plan(rows, inputs.snapshot.course_titles())
-        observer(_run_started(store.summary(), settings, dest))
+        observer(_run_started(store, settings, dest))
         result = anyio.run(_download, settings, inputs, dest, store, observer, handle_signals)
         summary = store.summary()
         report = RunReport(
@@ -241,7 +241,8 @@ def _exit_code(result: EngineResult, summary: Summary) -> int:
     return ExitCode.FAILED if summary.total_of("failed") else ExitCode.OK
 
 
-def _run_started(summary: Summary, settings: RunSettings, dest: Destination) -> RunStarted:
+def _run_started(store: Store, settings: RunSettings, dest: Destination) -> RunStarted:
+    summary = store.summary()
     return RunStarted(
         total=summary.total,
         done=summary.total_of("success") + summary.total_of("skipped"),
@@ -253,6 +254,8 @@ def _run_started(summary: Summary, settings: RunSettings, dest: Destination) -> 
         courses=tuple(
             CourseTotals(c.course_id, c.title, c.total, c.done, c.failed) for c in summary.courses
         ),
+        statuses={str(status): summary.total_of(status) for status in STATUSES},
+        worker=store.worker_id,
     )
 
 
