@@ -254,3 +254,62 @@ def test_a_failed_ping_is_a_warning_without_the_url(ws: Workspace) -> None:
     assert result.code == 0, result.stderr
     assert "--ping-url http://127.0.0.1/…/start failed" in result.stderr
     assert "f00dfeed" not in result.stderr
+
+
+# -- the config file drives a real run ----------------------------------------------------
+
+
+def test_a_run_configured_by_file(ws: Workspace, receiver: tuple[str, list[str]]) -> None:
+    """Everything but the snapshot from TFBULK_CONFIG; a flag still wins over the file."""
+    url, paths = receiver
+    args = dict(zip(ws.run_args()[1::2], ws.run_args()[2::2], strict=True))
+    config = ws.root / "tfbulk.toml"
+    config.write_text(
+        f'dest = "{ws.root / "elsewhere"}"\n'
+        "[run]\n"
+        f'url_template = "{args["--url-template"]}"\n'
+        f'key_pair_id = "{args["--key-pair-id"]}"\n'
+        f'private_key = "{args["--private-key"]}"\n'
+        f'ping_url = "{url}"\n'
+        "progress = false\n"
+        "concurrency = 2\n"
+    )
+    result = ws.tfbulk(
+        "run", "--snapshot", str(ws.snapshot), "--dest", str(ws.dest),
+        env={"TFBULK_CONFIG": str(config)},
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    ws.assert_all_identical()
+    assert not (ws.root / "elsewhere").exists()
+    assert paths == ["/ping/f00dfeed/start", "/ping/f00dfeed/0"]
+
+
+# -- several workers on PostgreSQL --------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_postgres_workers_each_report_under_their_worker_label(ws: Workspace, pg_url: str) -> None:
+    files = {name: ws.root / f"{name}.prom" for name in ("a", "b")}
+    procs = {
+        name: ws.start("--state", pg_url, "--no-progress", "--metrics-file", str(path))
+        for name, path in files.items()
+    }
+    for name, proc in procs.items():
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, (name, err)
+    samples = {name: parsed(path.read_text()) for name, path in files.items()}
+    workers = {
+        name: {dict(labels)["worker"] for (_, labels) in found} for name, found in samples.items()
+    }
+    assert all(len(ids) == 1 for ids in workers.values()), workers
+    assert workers["a"] != workers["b"]
+    got = {
+        name: sum(v for (n, lab), v in found.items() if n == "tfbulk_requests_total")
+        for name, found in samples.items()
+    }
+    assert sum(got.values()) == len(ws.downloadable())
+    moved = sum(
+        v for found in samples.values() for (n, _), v in found.items()
+        if n == "tfbulk_downloaded_bytes_total"
+    )  # fmt: skip
+    assert moved == sum(p.stat().st_size for p in ws.final_files())
