@@ -95,8 +95,11 @@ def test_metrics_served_mid_run_show_the_held_download(ws: Workspace) -> None:
     (_, held), *others = ws.downloadable()
     gate = threading.Event()
     ws.origin.add_fault(ws.url_path(held), Fault(gate=gate))
-    port = free_port()
-    proc = ws.start("--no-progress", "--concurrency", "2", "--metrics-addr", f":{port}")
+    port, metrics = free_port(), ws.root / "tfbulk.prom"
+    proc = ws.start(
+        "--no-progress", "--concurrency", "2",
+        "--metrics-addr", f":{port}", "--metrics-file", str(metrics),
+    )  # fmt: skip
     try:
         seen: dict = {}
 
@@ -111,11 +114,18 @@ def test_metrics_served_mid_run_show_the_held_download(ws: Workspace) -> None:
         assert requests(seen)["200"] == len(others) + 1  # the held one has its head
         assert seen[("tfbulk_downloaded_bytes_total", ())] > 0
         assert ("tfbulk_exit_code", ()) not in seen
+        wait_for(
+            lambda: segments(parsed(metrics.read_text())).get("success") == len(others),
+            timeout=60,
+            what="the file rewritten while the run goes on",
+        )
+        assert ("tfbulk_exit_code", ()) not in parsed(metrics.read_text())
     finally:
         gate.set()
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert scrape(port) is None, "the endpoint lasts as long as the run"
+    assert parsed(metrics.read_text())[("tfbulk_exit_code", ())] == 0
 
 
 def test_bad_metrics_addr_is_exit_2(ws: Workspace) -> None:
