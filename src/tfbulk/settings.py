@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from tfbulk.errors import BadInput
 from tfbulk.signing.policy import HASH_ALGORITHMS, sent_as_is
@@ -378,6 +379,48 @@ def check_rps(value: float) -> float:
     if not math.isfinite(value) or value <= 0:
         raise BadInput(f"--max-rps must be more than zero (got {value:g}); omit it for no limit")
     return value
+
+
+DEFAULT_METRICS_HOST = "127.0.0.1"
+DEFAULT_HOOK_CONCURRENCY = 4
+DEFAULT_HOOK_TIMEOUT = "10m"
+
+
+@dataclass(frozen=True)
+class Observing:
+    """What watches a run besides its display: metrics, hooks, a health-check ping."""
+
+    metrics_file: Path | None = None
+    metrics_addr: tuple[str, int] | None = None
+    on_complete: str | None = None
+    on_finish: str | None = None
+    hook_concurrency: int = DEFAULT_HOOK_CONCURRENCY
+    hook_timeout: float = 600.0
+    ping_url: str | None = None
+
+    @property
+    def metrics(self) -> bool:
+        return self.metrics_file is not None or self.metrics_addr is not None
+
+
+def check_listen_addr(text: str, what: str) -> tuple[str, int]:
+    """`HOST:PORT`, `:PORT` or `PORT` (host 127.0.0.1); `[::1]:PORT` for IPv6."""
+    host, sep, port = text.strip().rpartition(":")
+    host = host.strip("[]") if sep else ""
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise BadInput(f"{what} {text!r} is not HOST:PORT; use e.g. 127.0.0.1:9464")
+    return host or DEFAULT_METRICS_HOST, int(port)
+
+
+def check_ping_url(url: str) -> str:
+    """An http(s) URL with a host; a trailing slash is dropped."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadInput(
+            f"--ping-url {parts.scheme or 'without a scheme'}: must be an http:// or https:// "
+            "URL, e.g. https://hc-ping.com/<uuid>"
+        )
+    return url.strip().rstrip("/")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import Workspace, child_env
 
-HEAVY = ("pycurl", "httpx", "cryptography", "asyncio", "anyio")
+HEAVY = ("pycurl", "httpx", "cryptography", "asyncio", "anyio", "prometheus_client")
 
 PROBE = """
 import sys

@@ -21,6 +21,8 @@ RUN_ONLY = {
     "--progress", "--no-progress", "--json", "--quiet", "-q", "--log-file", "--stats-interval",
     "--backoff-base", "--backoff-max", "--connect-timeout", "--read-timeout",
     "--bwlimit", "--max-rps", "--max-transfer",
+    "--metrics-file", "--metrics-addr", "--on-complete", "--on-finish", "--hook-concurrency",
+    "--hook-timeout", "--ping-url",
 }  # fmt: skip
 
 

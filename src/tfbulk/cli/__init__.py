@@ -2,7 +2,7 @@
 `tfbulk.commands`, results to exit codes. One module per command group, registered here
 in the order `tfbulk --help` lists them."""
 
-from tfbulk.cli import demo, doctor, inspect, run, sign, verify
+from tfbulk.cli import config, demo, doctor, inspect, run, sign, verify
 from tfbulk.cli.app import Command, app, main
 
 app.command(
@@ -39,5 +39,11 @@ app.command(
     epilog=demo.ORIGIN_EXAMPLES,
     short_help="Serve a local CloudFront-like origin to rehearse against.",
 )(demo.origin_command)
+app.command(
+    "config",
+    cls=Command,
+    epilog=config.EXAMPLES,
+    short_help="Show the effective settings and where each one came from.",
+)(config.config_command)
 
 __all__ = ["app", "main"]

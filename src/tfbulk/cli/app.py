@@ -10,6 +10,7 @@ or the verifier.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
@@ -61,12 +62,26 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[
+    ctx: typer.Context,
+    version: Annotated[  # noqa: ARG001 (answered by its callback)
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            metavar="PATH",
+            envvar="TFBULK_CONFIG",
+            help="TOML file of flag defaults (default: ~/.config/tfbulk/config.toml if present).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """tfbulk downloads every video of a course catalogue snapshot from a signed-URL CDN."""
+    from tfbulk.cli import config as config_file
+
+    config_file.apply(ctx, config)
 
 
 def main(argv: list[str] | None = None) -> None:

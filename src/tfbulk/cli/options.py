@@ -11,6 +11,7 @@ import typer
 from tfbulk.errors import BadInput
 from tfbulk.settings import (
     CANNED_SHA1,
+    DEFAULT_HOOK_TIMEOUT,
     DEFAULT_KEY_TEMPLATE,
     DEFAULT_MIN_FREE_SPACE,
     DEFAULT_REGION,
@@ -18,12 +19,15 @@ from tfbulk.settings import (
     SIGNERS,
     Limits,
     Network,
+    Observing,
     PolicySettings,
     RunSettings,
     Scope,
     SignerSettings,
     check_ca_bundle,
     check_http_version,
+    check_listen_addr,
+    check_ping_url,
     check_positive,
     check_rps,
     parse_bwlimit,
@@ -384,4 +388,89 @@ def run_settings(
         path_template=path_template,
         signer=signer,
         **rest,
+    )
+
+
+MetricsFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--metrics-file",
+        metavar="PATH",
+        envvar="TFBULK_METRICS_FILE",
+        help="Prometheus metrics, rewritten every 5 s and at the end (textfile collector).",
+    ),
+]
+MetricsAddr = Annotated[
+    str | None,
+    typer.Option(
+        "--metrics-addr",
+        metavar="HOST:PORT",
+        envvar="TFBULK_METRICS_ADDR",
+        help="Serve Prometheus /metrics at HOST:PORT while the run lasts (host 127.0.0.1).",
+    ),
+]
+OnComplete = Annotated[
+    str | None,
+    typer.Option(
+        "--on-complete",
+        metavar="CMD",
+        envvar="TFBULK_ON_COMPLETE",
+        help="Shell command after each downloaded file (TFBULK_PATH, TFBULK_SEGMENT_ID, ...).",
+    ),
+]
+OnFinish = Annotated[
+    str | None,
+    typer.Option(
+        "--on-finish",
+        metavar="CMD",
+        envvar="TFBULK_ON_FINISH",
+        help="Shell command at the end (TFBULK_EXIT_CODE, TFBULK_SUMMARY).",
+    ),
+]
+HookConcurrency = Annotated[
+    int,
+    typer.Option(
+        "--hook-concurrency",
+        metavar="N",
+        envvar="TFBULK_HOOK_CONCURRENCY",
+        help="Most --on-complete commands running at once.",
+    ),
+]
+HookTimeout = Annotated[
+    str,
+    typer.Option(
+        "--hook-timeout",
+        metavar="DURATION",
+        envvar="TFBULK_HOOK_TIMEOUT",
+        help="A hook running longer is killed (and reported).",
+    ),
+]
+PingUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--ping-url",
+        metavar="URL",
+        envvar="TFBULK_PING_URL",
+        help="Health-check URL: GET URL/start at the start, URL/<exit code> at the end.",
+    ),
+]
+
+
+def observing_settings(
+    metrics_file: Path | None,
+    metrics_addr: str | None,
+    hooks: tuple[str | None, str | None],
+    hook_concurrency: int,
+    hook_timeout: str = DEFAULT_HOOK_TIMEOUT,
+    ping_url: str | None = None,
+) -> Observing:
+    on_complete, on_finish = hooks
+    return Observing(
+        metrics_file=metrics_file,
+        metrics_addr=check_listen_addr(metrics_addr, "--metrics-addr") if metrics_addr else None,
+        on_complete=on_complete or None,
+        on_finish=on_finish or None,
+        hook_concurrency=check_positive(hook_concurrency, "--hook-concurrency"),
+        hook_timeout=parse_duration(hook_timeout, "--hook-timeout"),
+        ping_url=check_ping_url(ping_url) if ping_url else None,
     )

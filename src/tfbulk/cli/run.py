@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -12,12 +13,15 @@ import typer
 
 from tfbulk.settings import (
     DEFAULT_EXPIRES,
+    DEFAULT_HOOK_CONCURRENCY,
+    DEFAULT_HOOK_TIMEOUT,
     DEFAULT_KEY_TEMPLATE,
     DEFAULT_LEASE,
     DEFAULT_MAX_FILE_SIZE,
     DEFAULT_MIN_FREE_SPACE,
     DEFAULT_PATH_TEMPLATE,
     DEFAULT_REGION,
+    Observing,
     RunSettings,
     Sharing,
     Tuning,
@@ -30,6 +34,8 @@ from tfbulk.settings import (
 )
 
 if TYPE_CHECKING:
+    from tfbulk.observe.ping import Ping
+    from tfbulk.pipeline.events import Observer
     from tfbulk.report import DryRunReport, RunReport
 
 from tfbulk.cli.app import examples
@@ -43,6 +49,8 @@ from tfbulk.cli.options import (
     EndpointUrl,
     Expires,
     HashAlgorithm,
+    HookConcurrency,
+    HookTimeout,
     HttpVersion,
     IpAddress,
     KeyPairId,
@@ -51,8 +59,13 @@ from tfbulk.cli.options import (
     MaxFileSize,
     MaxRps,
     MaxTransfer,
+    MetricsAddr,
+    MetricsFile,
     MinFreeSpace,
+    OnComplete,
+    OnFinish,
     PathTemplate,
+    PingUrl,
     PolicyResource,
     PrivateKey,
     Profile,
@@ -64,6 +77,7 @@ from tfbulk.cli.options import (
     UrlTemplate,
     limit_settings,
     network_settings,
+    observing_settings,
     run_settings,
     scope,
     signer_settings,
@@ -229,6 +243,13 @@ def run_command(
     max_rps: MaxRps = None,
     max_transfer: MaxTransfer = None,
     min_free_space: MinFreeSpace = DEFAULT_MIN_FREE_SPACE,
+    metrics_file: MetricsFile = None,
+    metrics_addr: MetricsAddr = None,
+    on_complete: OnComplete = None,
+    on_finish: OnFinish = None,
+    hook_concurrency: HookConcurrency = DEFAULT_HOOK_CONCURRENCY,
+    hook_timeout: HookTimeout = DEFAULT_HOOK_TIMEOUT,
+    ping_url: PingUrl = None,
 ) -> int:
     """Plan the snapshot into the state DB, then download every segment not yet done."""
     settings = run_settings(
@@ -268,12 +289,21 @@ def run_command(
         limits=limit_settings(bwlimit, max_rps, max_transfer, min_free_space),
         dry_run=dry_run_flag,
     )
+    observing = observing_settings(
+        metrics_file,
+        metrics_addr,
+        (on_complete, on_finish),
+        hook_concurrency,
+        hook_timeout,
+        ping_url,
+    )
     if settings.dry_run:
         from tfbulk.commands.run import dry_run
 
         human = sys.stderr if as_json else sys.stdout
         return _print_dry_run(dry_run(settings), human, as_json=as_json)
-    report = execute(settings, Output(as_json, quiet, progress, log_file, stats_interval))
+    output = Output(as_json, quiet, progress, log_file, stats_interval)
+    report = execute(settings, output, observing)
     if as_json:
         print_json(report.as_json())
     return report.exit_code
@@ -290,13 +320,16 @@ class Output:
     stats_interval: str = "60s"
 
 
-def execute(settings: RunSettings, output: Output) -> RunReport:
-    """Run with the display the flags ask for; print the summary and any error."""
+def execute(settings: RunSettings, output: Output, observing: Observing | None = None) -> RunReport:
+    """Run with the display the flags ask for; print the summary and any error; then the
+    end-of-run hook and ping."""
     from tfbulk.commands.run import run
     from tfbulk.display.console import RunDisplay
     from tfbulk.display.logfile import JsonLog
-    from tfbulk.pipeline.events import Broadcast, Observer
+    from tfbulk.errors import TfbulkError
+    from tfbulk.pipeline.events import Broadcast
 
+    observing = observing or Observing()
     human = sys.stderr if output.as_json else sys.stdout
     live = output.progress if output.progress is not None else human.isatty()
     interval = parse_duration(output.stats_interval, "--stats-interval")
@@ -304,14 +337,21 @@ def execute(settings: RunSettings, output: Output) -> RunReport:
     observers: list[Observer] = [display]
     if output.log_file is not None:
         observers.append(JsonLog(output.log_file))
+    ping = _ping(observing, observers)
     try:
-        report = run(settings, Broadcast(observers))
+        with _watchers(observing, observers):
+            report = run(settings, Broadcast(observers))
+    except TfbulkError as exc:
+        if ping is not None:
+            ping.finish(exc.exit_code)
+        raise
     finally:
         display.close()
     print_warnings(report.warnings)
     display.finish(report, hint=hinter(settings))
     if report.message:
         typer.echo(f"tfbulk: error: {report.message}", err=True)
+    _finished(observing, report, ping)
     return report
 
 
@@ -320,6 +360,48 @@ def hinter(settings: RunSettings) -> Callable[[str], str]:
     default = resolve_state(None, settings.dest) == settings.state
     flags = place(settings.dest, None if default else settings.state)
     return lambda name: command(name, *flags)
+
+
+def _ping(observing: Observing, observers: list[Observer]) -> Ping | None:
+    if observing.ping_url is None:
+        return None
+    from tfbulk.observe.ping import Ping
+
+    ping = Ping(observing.ping_url)
+    observers.append(ping)
+    return ping
+
+
+@contextlib.contextmanager
+def _watchers(observing: Observing, observers: list[Observer]) -> Iterator[None]:
+    """Metrics and completion hooks for the length of the run (each imported only when
+    asked for: prometheus_client is not loaded otherwise)."""
+    with contextlib.ExitStack() as stack:
+        if observing.metrics:
+            from tfbulk.observe.export import MetricsExport
+
+            export = MetricsExport(observing.metrics_file, observing.metrics_addr)
+            stack.callback(export.close)
+            observers.append(export)
+        if observing.on_complete:
+            from tfbulk.observe.hooks import CompletionHooks, Hook
+
+            hook = Hook("--on-complete", observing.on_complete, observing.hook_timeout)
+            hooks = CompletionHooks(hook, observing.hook_concurrency)
+            stack.callback(hooks.close)
+            observers.append(hooks)
+        yield
+
+
+def _finished(observing: Observing, report: RunReport, ping: Ping | None) -> None:
+    """`--on-finish`, then the end ping: neither changes the exit code."""
+    if observing.on_finish:
+        from tfbulk.observe.hooks import Hook, run_finish_hook
+
+        hook = Hook("--on-finish", observing.on_finish, observing.hook_timeout)
+        run_finish_hook(hook, report.as_json(), report.exit_code)
+    if ping is not None:
+        ping.finish(report.exit_code)
 
 
 def _print_dry_run(report: DryRunReport, human: object, *, as_json: bool) -> int:

@@ -44,7 +44,7 @@ from tfbulk.pipeline.writer import DiskWriter
 from tfbulk.report import DryRunReport, RunReport
 from tfbulk.settings import RunSettings, Scope, Sharing, Tuning
 from tfbulk.signing import Signer
-from tfbulk.state import Status, Store, Summary, open_store, store_exists
+from tfbulk.state import STATUSES, Status, Store, Summary, open_store, store_exists
 from tfbulk.state.url import is_postgres_url
 
 PLAN_REPORT_EVERY = 2000
@@ -116,7 +116,7 @@ def run(settings: RunSettings, observer: Observer, *, handle_signals: bool = Tru
             )
             held.callback(store.close)
             store.plan(_reported(rows, observer), inputs.snapshot.course_titles())
-        observer(_run_started(store.summary(), settings, dest))
+        observer(_run_started(store, settings, dest))
         result = anyio.run(_download, settings, inputs, dest, store, observer, handle_signals)
         summary = store.summary()
         report = RunReport(
@@ -270,7 +270,8 @@ def _exit_code(result: EngineResult, summary: Summary) -> int:
     return ExitCode.FAILED if summary.total_of("failed") else ExitCode.OK
 
 
-def _run_started(summary: Summary, settings: RunSettings, dest: Destination) -> RunStarted:
+def _run_started(store: Store, settings: RunSettings, dest: Destination) -> RunStarted:
+    summary = store.summary()
     return RunStarted(
         total=summary.total,
         done=summary.total_of("success") + summary.total_of("skipped"),
@@ -283,6 +284,8 @@ def _run_started(summary: Summary, settings: RunSettings, dest: Destination) -> 
             CourseTotals(c.course_id, c.title, c.total, c.done, c.failed) for c in summary.courses
         ),
         limits=settings.limits,
+        statuses={str(status): summary.total_of(status) for status in STATUSES},
+        worker=store.worker_id,
     )
 
 

@@ -340,7 +340,11 @@ class Engine:
 
     def _skipped(self, job: Job, size: int) -> None:
         self._store.record(Done(job.segment_id, Status.SKIPPED, size, None, None, self._clock()))
-        self._emit(SegmentFinished(job.segment_id, job.course_id, Status.SKIPPED, size, 0.0, 0))
+        self._emit(
+            SegmentFinished(
+                job.segment_id, job.course_id, Status.SKIPPED, size, 0.0, 0, job.path or ""
+            )
+        )
 
     def _committed(self, batch: list[Ready[_Finished]]) -> None:
         """A batch is final and durable on disk: now the state DB may say `success`."""
@@ -363,6 +367,7 @@ class Engine:
                     fetched.size,
                     now - item.payload.started,
                     fetched.received,
+                    job.path or "",
                 )
             )
 

@@ -6,6 +6,7 @@ chunk and displays sample at their own pace, so a slow terminal never slows a do
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -24,6 +25,7 @@ class Transfer:
     size: int | None = None
     received: int = 0
     resumed_from: int = 0
+    status: int | None = None  # the response's HTTP status, once its head has arrived
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,8 @@ class RunStarted:
     scope: str
     courses: tuple[CourseTotals, ...] = field(default=())
     limits: Limits = field(default_factory=Limits)
+    statuses: Mapping[str, int] = field(default_factory=dict)  # the scope's counts by status
+    worker: str | None = None  # this worker's id on a shared PostgreSQL queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +85,7 @@ class SegmentFinished:
     size: int
     seconds: float
     downloaded: int
+    path: str = ""  # the file, relative to the destination folder
 
 
 @dataclass(frozen=True, slots=True)

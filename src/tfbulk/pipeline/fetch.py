@@ -172,6 +172,7 @@ class _PartBody:
 
     def start(self, response: httpx.Response, resume: Callable[[], None]) -> bool:
         status = response.status_code
+        self._transfer.status = status
         if status not in (200, 206) or (status == 206 and not self.offset):
             return False
         encoding = response.headers.get("content-encoding", "identity").strip().lower()

@@ -753,6 +753,11 @@ class PostgresStore:
             raise self._unavailable(exc) from None
         return cursor.rowcount
 
+    @property
+    def worker_id(self) -> str | None:
+        """This worker's id in the workers table (host:pid:random), None if not a worker."""
+        return self._me
+
     def workers(self) -> list[WorkerStatus]:
         """Every registered worker: live ones, and lost ones while they still hold segments."""
         rows = self._read(

@@ -435,6 +435,11 @@ class SQLiteStore:
             )
         return cursor.rowcount
 
+    @property
+    def worker_id(self) -> str | None:
+        """A SQLite store has one run at a time, no worker ids."""
+        return None
+
     def workers(self) -> list[WorkerStatus]:
         """One run at a time holds a SQLite store: there is no worker list to show."""
         return []
