@@ -208,6 +208,16 @@ class WorkerStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class Health:
+    """What `doctor` asks a store: integrity (None where the server keeps it), schema
+    version, and the PID of the run holding a SQLite store."""
+
+    integrity: str | None
+    schema_version: int
+    holder: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PlanChanges:
     """What planning changed in the store."""
 
@@ -248,7 +258,10 @@ class Store(Protocol):
     def requeue_failed(self, courses: Iterable[int], segments: Iterable[int]) -> int: ...
 
     def requeue(self, reasons: Mapping[int, str]) -> int: ...
+
     def workers(self) -> list[WorkerStatus]: ...
+
+    def health(self) -> Health: ...
 
     def close(self) -> None: ...
 
@@ -260,12 +273,14 @@ def open_store(
     lock: bool,
     dest: Path | None = None,
     sharing: Sharing | None = None,
+    readonly: bool = False,
 ) -> Store:
     """The store a `--state` value names: a SQLite file path or a PostgreSQL URL.
 
     `lock` asks to run the queue: SQLite then takes its one-run lock (exit 3 if taken);
     on PostgreSQL the process joins the other workers, with `sharing`'s lease and global
-    cap and its `.part` locks under `dest`.
+    cap and its `.part` locks under `dest`. `readonly` (doctor) leaves even an old schema
+    as it is.
     """
     if is_postgres_url(spec):
         return _postgres().open(
@@ -273,7 +288,7 @@ def open_store(
         )
     from tfbulk.state.sqlite import SQLiteStore
 
-    return SQLiteStore.open(Path(spec), create=create, lock=lock)
+    return SQLiteStore.open(Path(spec), create=create, lock=lock, readonly=readonly)
 
 
 def store_exists(spec: str) -> bool:
