@@ -6,6 +6,7 @@ shared PostgreSQL store can stand in for it without the engine noticing.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -163,15 +164,28 @@ class Summary:
 
 def summary_from(rows: Iterable[tuple[int, str | None, str, int, int]]) -> Summary:
     """Both stores' summary query returns (course, title, status, count, bytes) rows."""
-    courses: dict[int, dict[str, object]] = {}
+    courses: dict[int, tuple[str | None, Counter[str]]] = {}
     for course_id, title, status, count, size in rows:
-        entry = courses.setdefault(course_id, {"title": title, "total": 0, "bytes": 0})
-        entry[status] = count
-        entry["total"] = int(entry["total"]) + count  # type: ignore[call-overload]
+        _, counts = courses.setdefault(course_id, (title, Counter()))
+        counts[status] += count
+        counts["total"] += count
         if Status(status).done:
-            entry["bytes"] = int(entry["bytes"]) + size  # type: ignore[call-overload]
+            counts["bytes"] += size
     return Summary(
-        tuple(CourseCounts(course_id=cid, **values) for cid, values in courses.items())  # type: ignore[arg-type]
+        tuple(
+            CourseCounts(
+                course_id=cid,
+                title=title,
+                total=c["total"],
+                success=c[Status.SUCCESS],
+                skipped=c[Status.SKIPPED],
+                failed=c[Status.FAILED],
+                pending=c[Status.PENDING],
+                processing=c[Status.PROCESSING],
+                bytes=c["bytes"],
+            )
+            for cid, (title, c) in courses.items()
+        )
     )
 
 
@@ -284,7 +298,12 @@ def open_store(
     """
     if is_postgres_url(spec):
         return _postgres().open(
-            spec, create=create, worker=lock, dest=dest, sharing=sharing or Sharing()
+            spec,
+            create=create,
+            worker=lock,
+            dest=dest,
+            sharing=sharing or Sharing(),
+            readonly=readonly,
         )
     from tfbulk.state.sqlite import SQLiteStore
 

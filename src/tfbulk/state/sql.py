@@ -311,7 +311,9 @@ class SQLStore(ABC):
         with self._reading():
             if scoped and self._scope_sql() is not None and not self._scope_is_whole():
                 where, params = self._filter(scoped=True, course=course)
-                return summary_from(self._query(self.sql(_SCANNED_SUMMARY.format(where=where)), params))
+                return summary_from(
+                    self._query(self.sql(_SCANNED_SUMMARY.format(where=where)), params)
+                )
             where = "WHERE k.course_id = :course" if course is not None else ""
             sql = _COUNTED_SUMMARY.format(counts=self.COUNTS, where=where)
             return summary_from(self._query(self.sql(sql), {"course": course}))

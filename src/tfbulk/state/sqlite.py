@@ -58,9 +58,7 @@ class SQLiteStore(SQLStore):
         self._whole = False  # the scope is every stored row: no filter needed
 
     @classmethod
-    def open(
-        cls, path: Path, *, create: bool, lock: bool, readonly: bool = False
-    ) -> SQLiteStore:
+    def open(cls, path: Path, *, create: bool, lock: bool, readonly: bool = False) -> SQLiteStore:
         """Open (and on first use create, or upgrade) the DB; with `lock`, exit 3 if taken.
 
         `readonly` (doctor) changes nothing, not even an old schema: see `health()`.
@@ -352,4 +350,3 @@ def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
     conn.execute(f"PRAGMA temp.cache_size = -{CACHE_KIB}")
     return conn
-
