@@ -144,23 +144,28 @@ class SQLiteStore(SQLStore):
         now = time.time()
         with self._transaction():
             before = self._stored_rows()
+            # Through the scope table even into an empty store: one INSERT … SELECT runs
+            # the counts trigger several times faster than a statement per row would.
             courses = self._load_scope(rows)
             written = self._upsert("temp.scope", now)
-            self._upsert_courses(courses, titles)
             stored = self._stored_rows()
-            self._scope_rows = self._conn.execute("SELECT count(*) FROM temp.scope").fetchone()[0]
+            self._scope_rows = self._count("temp.scope")
             self._whole = self._scope_rows == stored
+            self._upsert_courses(courses, titles)
             self._refuse_shared_paths()
         self._scoped = True
         return PlanChanges(new=stored - before, changed=written - (stored - before))
 
+    def _count(self, table: str) -> int:
+        return int(self._conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
     def scope_planned(self, rows: Iterable[PlanRow]) -> None:
-        """Scope without writing (dry runs): the rows are only kept in a temp table."""
-        self._load_scope(rows)
+        """Scope without writing (dry runs): the ids are only kept in a temp table."""
+        self._load_scope(rows, ids_only=True)
         self._scoped = True
 
-    def _load_scope(self, rows: Iterable[PlanRow]) -> set[int]:
-        """Replace the scope with `rows`; the courses they belong to."""
+    def _load_scope(self, rows: Iterable[PlanRow], *, ids_only: bool = False) -> set[int]:
+        """Replace the scope with `rows` (or only their ids); the courses they belong to."""
         self._scoped = self._whole = False
         self._scope_rows = None
         self._conn.execute("DROP TABLE IF EXISTS temp.scope")
@@ -172,18 +177,27 @@ class SQLiteStore(SQLStore):
                 courses.add(r.course_id)
                 yield (r.segment_id, r.course_id, r.channel_id, r.video, r.title, r.path, r.error)
 
-        self._conn.executemany(_LOAD, values())
+        if ids_only:
+            ids = ((r.segment_id,) for r in rows)
+            self._conn.executemany("INSERT OR IGNORE INTO temp.scope (id) VALUES (?)", ids)
+        else:
+            self._conn.executemany(_LOAD, values())
         return courses
 
     # -- the queue ----------------------------------------------------------------------
 
     def start_run(self) -> None:
-        """Recover from a killed run and reset this run's attempt counters."""
+        """Recover from a killed run and reset this run's attempt counters.
+
+        Only pending rows can be claimed (`retry` and a changed plan reset the others as
+        they make them pending), so a rerun of a mostly finished queue rewrites few rows.
+        """
         with self._transaction():
             self._conn.execute("UPDATE segments SET status = 'pending' WHERE status = 'processing'")
             self._conn.execute(
                 "UPDATE segments AS s SET run_attempts = 0, last_kind = NULL, next_at = 0 "
-                "WHERE (run_attempts > 0 OR next_at > 0 OR last_kind IS NOT NULL) "
+                "WHERE s.status = 'pending' "
+                "AND (s.run_attempts > 0 OR s.next_at > 0 OR s.last_kind IS NOT NULL) "
                 f"AND {self._scope_sql() or 'TRUE'}"
             )
 
