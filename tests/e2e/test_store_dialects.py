@@ -272,3 +272,27 @@ def test_a_newer_schema_is_refused_by_both(backend: Backend) -> None:
     backend.raw(f"UPDATE {prefix}meta SET value = '99' WHERE key = 'schema_version'")
     with pytest.raises(BadInput, match="schema version 99, newer than this tfbulk"):
         open_store(backend.spec, create=False, lock=False)
+
+
+def test_doctor_reads_an_old_database_without_upgrading_it(backend: Backend) -> None:
+    dialect = "postgres" if backend.spec.startswith("postgres") else "sqlite"
+    backend.raw((VECTORS / f"state-v1.{dialect}.sql").read_text() + _v1_rows())
+    store = open_store(backend.spec, create=False, lock=False, readonly=True)
+    try:
+        assert store.health().schema_version == 1
+        assert {r.segment_id for r in store.finished()} == set(range(4, 41, 4))
+    finally:
+        store.close()
+    again = open_store(backend.spec, create=False, lock=False, readonly=True)
+    try:
+        assert again.health().schema_version == 1
+    finally:
+        again.close()
+
+
+def test_postgres_placeholders_leave_casts_and_literals_alone() -> None:
+    pytest.importorskip("psycopg")
+    from tfbulk.state.postgres import PostgresStore
+
+    sql = PostgresStore.sql("SELECT sum(n)::bigint, ':x' FROM t WHERE id = :id AND me = :me")
+    assert sql == "SELECT sum(n)::bigint, ':x' FROM t WHERE id = %(id)s AND me = %(me)s"

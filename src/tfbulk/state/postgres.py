@@ -123,13 +123,13 @@ CREATE TEMP TABLE incoming (
   video text, title text, path text, error text) ON COMMIT DROP
 """
 _LATEST = "(SELECT DISTINCT ON (id) * FROM incoming ORDER BY id, n DESC)"  # the last one wins
-_PLACEHOLDER = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
+_PLACEHOLDER = re.compile(r"'[^']*'|(?<![:\w]):([a-z_][a-z0-9_]*)")  # literals kept as they are
 
 
 @functools.cache
 def _placeholders(text: str) -> str:
-    """`:name` parameters as psycopg's `%(name)s` (`::type` casts left alone)."""
-    return _PLACEHOLDER.sub(r"%(\1)s", text)
+    """`:name` parameters as psycopg's `%(name)s` (`::type` casts and literals left alone)."""
+    return _PLACEHOLDER.sub(lambda m: f"%({m[1]})s" if m[1] else m[0], text)
 
 
 class PostgresStore(SQLStore):
