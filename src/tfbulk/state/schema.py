@@ -65,6 +65,9 @@ CREATE TABLE counts (
 INSERT INTO counts (course_id, status, n, bytes)
   SELECT course_id, status, count(*), coalesce(sum(size), 0) FROM segments
   GROUP BY course_id, status;
+-- What a new run must reset: few rows once a queue is mostly done (see start_run).
+CREATE INDEX segments_retried ON segments (status)
+  WHERE run_attempts > 0 OR next_at > 0 OR last_kind IS NOT NULL;
 CREATE TRIGGER counts_inserted AFTER INSERT ON segments BEGIN
   INSERT INTO counts (course_id, status, n, bytes)
   VALUES (new.course_id, new.status, 1, coalesce(new.size, 0))
@@ -173,6 +176,9 @@ CREATE TABLE count_changes (
 INSERT INTO counts (course_id, status, n, bytes)
   SELECT course_id, status, count(*), coalesce(sum(size), 0) FROM segments
   GROUP BY course_id, status;
+
+CREATE INDEX segments_retried ON segments (status)
+  WHERE run_attempts > 0 OR next_at > 0 OR last_kind IS NOT NULL;
 
 CREATE FUNCTION tfbulk.count_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
