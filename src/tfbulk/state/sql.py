@@ -244,7 +244,8 @@ class SQLStore(ABC):
 
     @abstractmethod
     def _scope_sql(self) -> str | None:
-        """The condition on `s` that selects this process's scope; None: no scope yet."""
+        """The condition on `s` that selects this process's scope; None: every row (no
+        scope yet, or one known to be the whole store)."""
 
     def _scope_params(self) -> dict[str, object]:
         return {}
@@ -254,7 +255,8 @@ class SQLStore(ABC):
         """`column` is one of the ids in parameter `name` (given by `_ids`)."""
 
     @abstractmethod
-    def _ids(self, ids: list[int]) -> object: ...
+    def _ids(self, ids: list[int]) -> object:
+        """A list of ids as the parameter `_any` reads."""
 
     # -- outcomes -----------------------------------------------------------------------
 
