@@ -296,3 +296,21 @@ def test_postgres_placeholders_leave_casts_and_literals_alone() -> None:
 
     sql = PostgresStore.sql("SELECT sum(n)::bigint, ':x' FROM t WHERE id = :id AND me = :me")
     assert sql == "SELECT sum(n)::bigint, ':x' FROM t WHERE id = %(id)s AND me = %(me)s"
+
+
+def test_a_dry_run_scope_is_counted_whether_whole_or_part(backend: Backend) -> None:
+    worker = backend.open()
+    worker.plan(catalogue(), {})
+    worker.close()
+    reader = open_store(backend.spec, create=False, lock=False)
+    try:
+        reader.scope_planned(catalogue())
+        assert reader.summary().total == 18
+        part = [r for r in catalogue() if r.course_id != 1] + [row(999, 9)]
+        reader.scope_planned(part)
+        summary = reader.summary()
+        assert (summary.total, [c.course_id for c in summary.courses]) == (12, [2, 3])
+        reader.scope_planned([r for r in catalogue() if r.segment_id != 100] + [row(999, 9)])
+        assert reader.summary().total == 17, "as many rows as stored, but not the same ones"
+    finally:
+        reader.close()

@@ -160,8 +160,15 @@ class SQLiteStore(SQLStore):
         return int(self._conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
     def scope_planned(self, rows: Iterable[PlanRow]) -> None:
-        """Scope without writing (dry runs): the ids are only kept in a temp table."""
+        """Scope without writing (dry runs): the ids are only kept in a temp table.
+
+        A scope of exactly the stored rows is the whole store: its summary is the counts.
+        """
         self._load_scope(rows, ids_only=True)
+        scoped = self._count("temp.scope")
+        self._whole = scoped == self._stored_rows() and scoped == self._count(
+            "temp.scope t JOIN segments s ON s.id = t.id"
+        )
         self._scoped = True
 
     def _load_scope(self, rows: Iterable[PlanRow], *, ids_only: bool = False) -> set[int]:
