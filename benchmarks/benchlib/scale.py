@@ -1,4 +1,4 @@
-"""Scale figures, tfbulk alone: what a 100,000-segment catalogue costs before and
+"""Scale figures, tfbulk alone: what a catalogue of a million segments costs before and
 around the downloads, where the peers have no equivalent (they keep no state).
 
 Times run from spawning the real CLI to an event in its `--log-file` (wall clock, ms), so
@@ -21,7 +21,7 @@ from benchlib.measure import Measured, measure
 
 DONE_FRACTION = 0.99
 STATUS_REPEATS = 3
-FIRST_RUN_MAX_TIME = "1s"
+BASELINE_SEGMENTS = 1_000  # the run whose peak RSS a big catalogue may exceed by little
 
 
 def _run_argv(snapshot: Path, dest: Path, base_url: str, key: Path, log: Path) -> list[str]:
@@ -72,20 +72,41 @@ def mark_done(state: Path, fraction: float) -> int:
     return done
 
 
-def scale_figures(workdir: Path, base_url: str, key: Path, segments: int) -> dict[str, Any]:
-    """Plan time and peak RSS, `status` time, and a 99 %-done rerun's time to first download."""
-    folder = workdir / "scale"
-    shutil.rmtree(folder, ignore_errors=True)
+def _first_run_limit(segments: int) -> str:
+    """Long enough for a first download on a busy machine, short enough that the last 1 %
+    is still to do for the rerun: 1 s up to 100,000 segments, then 1 s per 100,000."""
+    return f"{max(1, segments // 100_000)}s"
+
+
+def _first_run(folder: Path, base_url: str, key: Path, segments: int) -> dict[str, Any]:
+    """Plan `segments` into a fresh state DB and download for a second: the times to the
+    run's start and to its first download, and the peak RSS."""
     folder.mkdir(parents=True)
     snapshot = write_snapshot(folder / "snapshot.db", segments)
-    dest = folder / "dest"
-    env = child_env()
-
-    first_log = folder / "plan.log"
-    argv = _run_argv(snapshot, dest, base_url, key, first_log)
-    first = measure([*argv, "--max-time", FIRST_RUN_MAX_TIME], cwd=folder, env=env)
+    log = folder / "plan.log"
+    argv = _run_argv(snapshot, folder / "dest", base_url, key, log)
+    first = measure([*argv, "--max-time", _first_run_limit(segments)], cwd=folder, env=child_env())
     planned = _checked(first, (0, 75), "planning run")
-    plan_s = _first(first_log, "run_start") - first.started_at
+    return {
+        "snapshot": snapshot,
+        "plan_s": _first(log, "run_start") - first.started_at,
+        "first_download_s": _first(log, "segment_start") - first.started_at,
+        "peak_rss_bytes": planned["peak_rss_bytes"],
+    }
+
+
+def scale_figures(workdir: Path, base_url: str, key: Path, segments: int) -> dict[str, Any]:
+    """Time to start and to the first download, peak RSS over a 1,000-segment run, a dry
+    run's time, `status` time, and a 99 %-done rerun's time to first download."""
+    shutil.rmtree(workdir / "scale", ignore_errors=True)
+    baseline = _first_run(workdir / "scale" / "baseline", base_url, key, BASELINE_SEGMENTS)
+    folder = workdir / "scale" / "big"
+    planned = _first_run(folder, base_url, key, segments)
+    snapshot, dest, env = planned["snapshot"], folder / "dest", child_env()
+
+    dry_argv = [*_run_argv(snapshot, dest, base_url, key, folder / "dry.log"), "--dry-run"]
+    dry = measure(dry_argv, cwd=folder, env=env)
+    _checked(dry, (0,), "dry run")
 
     done = mark_done(dest / ".tfbulk" / "state.db", DONE_FRACTION)
     status_runs = [
@@ -104,8 +125,13 @@ def scale_figures(workdir: Path, base_url: str, key: Path, segments: int) -> dic
     rerun_json = _checked(rerun, (0,), "rerun")
     return {
         "segments": segments,
-        "plan_s": plan_s,
+        "plan_s": planned["plan_s"],
+        "first_download_s": planned["first_download_s"],
         "plan_peak_rss_bytes": planned["peak_rss_bytes"],
+        "baseline_segments": BASELINE_SEGMENTS,
+        "baseline_peak_rss_bytes": baseline["peak_rss_bytes"],
+        "rss_growth_mib": (planned["peak_rss_bytes"] - baseline["peak_rss_bytes"]) / 2**20,
+        "dry_run_s": dry.wall_s,
         "status_s": statistics.median(r.wall_s for r in status_runs),
         "status_runs_s": [r.wall_s for r in status_runs],
         "done_fraction": DONE_FRACTION,

@@ -109,6 +109,8 @@ def test_memory_cpu_and_scale_figures_are_reported(smoke: dict) -> None:
     assert scale["plan_s"] > 0 and scale["plan_peak_rss_bytes"] > 0
     assert 0 < scale["rerun_first_download_s"] <= scale["rerun_total_s"]
     assert scale["status_s"] > 0
+    assert 0 < scale["plan_s"] <= scale["first_download_s"]
+    assert scale["dry_run_s"] > 0 and scale["baseline_segments"] == 1000
 
 
 def test_startup_is_measured_against_a_bare_interpreter(smoke: dict) -> None:
@@ -127,6 +129,9 @@ def test_the_issue_13_targets_that_smoke_measures_are_listed(smoke: dict) -> Non
         "scale: plan_s",
         "scale: status_s",
         "scale: rerun_first_download_s",
+        "scale: first_download_s",
+        "scale: dry_run_s",
+        "scale: rss_growth_mib",
     }
     cpu = found["smoke: tfbulk CPU ms per file"]
     assert cpu["goal"] == "<= 2.5"

@@ -623,16 +623,16 @@ def test_without_psycopg_the_message_says_what_to_install(shared: Shared) -> Non
 
 def test_a_version_1_queue_gains_the_workers_limits(shared: Shared) -> None:
     """A queue made by the previous tfbulk (schema 1) is upgraded by the first new worker."""
-    from tfbulk.state.pgschema import STEPS
+    from tfbulk.state.schema import POSTGRES_STEPS
 
     with psycopg.connect(shared.url, autocommit=True) as conn:
         conn.execute("CREATE SCHEMA tfbulk")
         conn.execute("SET search_path TO tfbulk")
         conn.execute("CREATE TABLE meta (key text PRIMARY KEY, value text NOT NULL)")
-        conn.execute(STEPS[1])
+        conn.execute(POSTGRES_STEPS[1])
         conn.execute("INSERT INTO meta VALUES ('schema_version', '1')")
     assert shared.run("--course", "1", "--max-rps", "100").code == 0
-    assert shared.query("SELECT value FROM meta WHERE key = 'schema_version'") == [("2",)]
+    assert shared.query("SELECT value FROM meta WHERE key = 'schema_version'") == [("3",)]
     assert shared.query(
         "SELECT column_default FROM information_schema.columns "
         "WHERE table_name = 'workers' AND column_name = 'limits'"

@@ -23,7 +23,8 @@ from tfbulk.state import (
     SegmentRecord,
     Validated,
 )
-from tfbulk.state.sqlite import SCHEMA_VERSION, SQLiteStore, _disk_error
+from tfbulk.state.schema import SCHEMA_VERSION
+from tfbulk.state.sqlite import SQLiteStore, _disk_error
 
 NOW = 1_700_000_000.0
 MD5 = "0123456789abcdef0123456789abcdef"

@@ -7,7 +7,6 @@ a green doctor means the same code will accept the same inputs. Nothing is writt
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
 from email.utils import parsedate_to_datetime
@@ -38,11 +37,11 @@ from tfbulk.settings import PolicySettings, RunSettings, Tuning, binary_size
 from tfbulk.signing import Signer, redact
 from tfbulk.signing.cloudfront import PrivateKey, can_sign
 from tfbulk.state import open_store, store_exists
-from tfbulk.state.lock import RunLock
-from tfbulk.state.sqlite import SCHEMA_VERSION
+from tfbulk.state.schema import SCHEMA_VERSION
 from tfbulk.state.url import is_postgres_url, redact_url
 
 OK, WARN, FAIL = "ok", "warn", "fail"
+REBUILD_ADVICE = "move it aside; the next run rebuilds state and skips finished files"
 PG_ADVICE = "check the URL and password, and that PostgreSQL is up and lets this host in"
 CLOCK_SKEW_LIMIT = 60.0
 PROBE_TIMEOUT = 15.0
@@ -313,60 +312,49 @@ def _url_of(row: PlanRow, url_of: SegmentUrl | None) -> str:
 
 
 def _state_checks(settings: RunSettings, found: _Findings) -> list[Check]:
-    path = Path(settings.state)
+    """What the store says of itself; `doctor` opens it read-only and upgrades nothing."""
     if is_postgres_url(settings.state):
         return _postgres_checks(settings.state, found)
+    path = Path(settings.state)
     if not path.exists():
         found.remaining = len(found.rows)
         return [Check("state", "state DB", OK, f"{path} will be created by the first run")]
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
-        version_row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-    except sqlite3.DatabaseError as exc:
-        return [
-            Check(
-                "state",
-                "state DB opens",
-                FAIL,
-                f"{path}: {exc}",
-                "move it aside; the next run rebuilds state and skips finished files",
-            )
-        ]
-    checks = [_integrity(path, integrity), _schema(version_row)]
-    done = conn.execute("SELECT id, size FROM segments WHERE status IN ('success','skipped')")
-    _learn_sizes(dict(done), found)
-    conn.close()
-    holder = RunLock(path.with_name(path.name + ".lock")).holder()
+        store = open_store(settings.state, create=False, lock=False, readonly=True)
+    except TfbulkError as exc:
+        return [Check("state", "state DB opens", FAIL, str(exc), REBUILD_ADVICE)]
+    try:
+        health = store.health()
+        checks = [_integrity(path, health.integrity), _schema(health.schema_version)]
+        if health.integrity == "ok" and health.schema_version <= SCHEMA_VERSION:
+            _learn_sizes({r.segment_id: r.size for r in store.finished()}, found)
+    except TfbulkError as exc:
+        return [Check("state", "state DB opens", FAIL, str(exc), REBUILD_ADVICE)]
+    finally:
+        store.close()
     checks.append(
         Check(
             "state",
             "not locked",
             WARN,
-            f"a tfbulk run (PID {holder}) is using it now",
+            f"a tfbulk run (PID {health.holder}) is using it now",
             "a second run now would exit 3; wait for it or stop it",
         )
-        if holder
+        if health.holder
         else Check("state", "not locked", OK, "no run holds the lock")
     )
     return checks
 
 
-def _integrity(path: Path, result: str) -> Check:
+def _integrity(path: Path, result: str | None) -> Check:
     if result == "ok":
         return Check("state", "integrity check", OK, f"{path}: ok")
-    return Check(
-        "state",
-        "integrity check",
-        FAIL,
-        f"{path}: {result}",
-        "move it aside; the next run rebuilds state and skips finished files",
-    )
+    return Check("state", "integrity check", FAIL, f"{path}: {result}", REBUILD_ADVICE)
 
 
-def _schema(row: tuple[str] | None) -> Check:
-    version = int(row[0]) if row else 0
-    if version == SCHEMA_VERSION:
+def _schema(version: int) -> Check:
+    """An older schema is fine (the next run upgrades it in place); a newer one is not."""
+    if version <= SCHEMA_VERSION:
         return Check("state", "schema version", OK, f"version {version}")
     return Check(
         "state",
@@ -384,7 +372,7 @@ def _postgres_checks(spec: str, found: _Findings) -> list[Check]:
         if not store_exists(spec):
             found.remaining = len(found.rows)
             return [Check("state", "state DB", OK, f"{where}: the first run creates the schema")]
-        store = open_store(spec, create=False, lock=False)
+        store = open_store(spec, create=False, lock=False, readonly=True)
     except TfbulkError as exc:
         return [Check("state", "state DB opens", FAIL, str(exc), PG_ADVICE)]
     try:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+import sqlite_utils
+
 from tfbulk.errors import BadInput
 
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -120,11 +122,12 @@ def _check_file(path: Path) -> None:
 
 
 def _columns(conn: sqlite3.Connection) -> dict[str, set[str]]:
-    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    """The columns of each required table the snapshot has, read by sqlite-utils'
+    introspection (the design card's SQLite library; the state store speaks plain SQL)."""
+    db = sqlite_utils.Database(conn)
+    tables = set(db.table_names())
     return {
-        table: {row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')}
-        for table in REQUIRED_COLUMNS
-        if table in tables
+        table: set(db.table(table).columns_dict) for table in REQUIRED_COLUMNS if table in tables
     }
 
 

@@ -6,6 +6,7 @@ shared PostgreSQL store can stand in for it without the engine noticing.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -163,15 +164,28 @@ class Summary:
 
 def summary_from(rows: Iterable[tuple[int, str | None, str, int, int]]) -> Summary:
     """Both stores' summary query returns (course, title, status, count, bytes) rows."""
-    courses: dict[int, dict[str, object]] = {}
+    courses: dict[int, tuple[str | None, Counter[str]]] = {}
     for course_id, title, status, count, size in rows:
-        entry = courses.setdefault(course_id, {"title": title, "total": 0, "bytes": 0})
-        entry[status] = count
-        entry["total"] = int(entry["total"]) + count  # type: ignore[call-overload]
+        _, counts = courses.setdefault(course_id, (title, Counter()))
+        counts[status] += count
+        counts["total"] += count
         if Status(status).done:
-            entry["bytes"] = int(entry["bytes"]) + size  # type: ignore[call-overload]
+            counts["bytes"] += size
     return Summary(
-        tuple(CourseCounts(course_id=cid, **values) for cid, values in courses.items())  # type: ignore[arg-type]
+        tuple(
+            CourseCounts(
+                course_id=cid,
+                title=title,
+                total=c["total"],
+                success=c[Status.SUCCESS],
+                skipped=c[Status.SKIPPED],
+                failed=c[Status.FAILED],
+                pending=c[Status.PENDING],
+                processing=c[Status.PROCESSING],
+                bytes=c["bytes"],
+            )
+            for cid, (title, c) in courses.items()
+        )
     )
 
 
@@ -206,6 +220,16 @@ class WorkerStatus:
     rate: float
     live: bool
     limits: dict[str, object] = field(default_factory=dict)  # the worker's `run` limits
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """What `doctor` asks a store: integrity (None where the server keeps it), schema
+    version, and the PID of the run holding a SQLite store."""
+
+    integrity: str | None
+    schema_version: int
+    holder: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,10 +273,13 @@ class Store(Protocol):
     def requeue_failed(self, courses: Iterable[int], segments: Iterable[int]) -> int: ...
 
     def requeue(self, reasons: Mapping[int, str]) -> int: ...
+
     def workers(self) -> list[WorkerStatus]: ...
 
     @property
     def worker_id(self) -> str | None: ...
+
+    def health(self) -> Health: ...
 
     def close(self) -> None: ...
 
@@ -264,20 +291,27 @@ def open_store(
     lock: bool,
     dest: Path | None = None,
     sharing: Sharing | None = None,
+    readonly: bool = False,
 ) -> Store:
     """The store a `--state` value names: a SQLite file path or a PostgreSQL URL.
 
     `lock` asks to run the queue: SQLite then takes its one-run lock (exit 3 if taken);
     on PostgreSQL the process joins the other workers, with `sharing`'s lease and global
-    cap and its `.part` locks under `dest`.
+    cap and its `.part` locks under `dest`. `readonly` (doctor) leaves even an old schema
+    as it is.
     """
     if is_postgres_url(spec):
         return _postgres().open(
-            spec, create=create, worker=lock, dest=dest, sharing=sharing or Sharing()
+            spec,
+            create=create,
+            worker=lock,
+            dest=dest,
+            sharing=sharing or Sharing(),
+            readonly=readonly,
         )
     from tfbulk.state.sqlite import SQLiteStore
 
-    return SQLiteStore.open(Path(spec), create=create, lock=lock)
+    return SQLiteStore.open(Path(spec), create=create, lock=lock, readonly=readonly)
 
 
 def store_exists(spec: str) -> bool:

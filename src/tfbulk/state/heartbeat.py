@@ -1,4 +1,5 @@
-"""A worker's pulse: renew the leases of the segments it holds and refresh its `workers` row.
+"""A worker's pulse: renew the leases of the segments it holds and refresh its `workers` row
+(and fold the status counts that statements appended).
 
 It runs on its own thread and connection, so a long flush or a blocked claim never lets
 a lease lapse, and it stops with the process: a worker that is killed or loses its host
@@ -32,6 +33,15 @@ INSERT INTO workers (id, host, pid, plan_id, lease_s, files, bytes, rate)
 VALUES (%(me)s, %(host)s, %(pid)s, %(plan)s, %(lease)s, %(files)s, %(bytes)s, %(rate)s)
 ON CONFLICT (id) DO UPDATE SET last_heartbeat = now(), plan_id = excluded.plan_id,
   files = excluded.files, bytes = excluded.bytes, rate = excluded.rate
+"""
+# The changes of counts that statements appended, folded into one row per course and
+# status (in key order: two workers folding at once never deadlock).
+FOLD_COUNTS = """
+WITH folded AS (DELETE FROM count_changes RETURNING course_id, status, n, bytes)
+INSERT INTO counts AS k (course_id, status, n, bytes)
+SELECT course_id, status, sum(n), sum(bytes) FROM folded
+GROUP BY course_id, status ORDER BY course_id, status
+ON CONFLICT (course_id, status) DO UPDATE SET n = k.n + excluded.n, bytes = k.bytes + excluded.bytes
 """
 # Lost workers stay listed while they hold segments, then make way.
 _PRUNE = """
@@ -101,6 +111,7 @@ class Heartbeat:
             self._conn.execute(_RENEW, params)
             self._conn.execute(_BEAT, params)
             self._conn.execute(_PRUNE)
+            self._conn.execute(FOLD_COUNTS)
 
     def _run(self) -> None:
         while not self._stop.wait(interval_for(self._lease)):

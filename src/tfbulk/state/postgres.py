@@ -12,43 +12,42 @@ after the reconnect (its sequence number is written in the same transaction).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import re
 import secrets
 import socket
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tfbulk.errors import BadInput, StateUnavailable
 from tfbulk.pipeline.plan import PlanRow
 from tfbulk.settings import STATE_DIR, Sharing
 from tfbulk.state import (
-    Attempted,
     Done,
     Failed,
+    Health,
     Job,
     Outcome,
     Parked,
     PlanChanges,
     Retry,
-    SegmentRecord,
-    Summary,
-    Validated,
+    Status,
     WorkerStatus,
-    summary_from,
 )
-from tfbulk.state.heartbeat import Heartbeat
+from tfbulk.state.heartbeat import FOLD_COUNTS, Heartbeat
 from tfbulk.state.partlock import PartLocks
-from tfbulk.state.pgschema import SCHEMA, check_version, migrate, schema_version
+from tfbulk.state.schema import PG_SCHEMA, POSTGRES_STEPS, migrate, refuse_newer
+from tfbulk.state.sql import JOB_COLUMNS, RELEASE, Params, Row, SQLStore, jobs_from
 from tfbulk.state.url import redact_url, scrub
 
 PLAN_LOCK = 0x7466_0002
@@ -56,6 +55,7 @@ CLAIM_LOCK = 0x7466_0003
 PLAN_KEEP = "1 hour"  # an unused plan's scope is kept this long, then dropped
 POLL = 0.25  # work is due but could not be claimed (global cap, locks): ask again this soon
 CAPPED_RECENT = 4 * POLL  # a worker held back by --max-global this recently is waiting
+STREAM_BATCH = 1000
 HELD_POLL = 1.0  # others hold the last segments: look again this often (they may finish or die)
 BUSY_RETRY = 2.0  # a segment whose `.part` another live process holds is skipped this long
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0
@@ -69,10 +69,6 @@ CONNECT_DEFAULTS = {
     "tcp_user_timeout": "30000",
 }
 
-_COLUMNS = (
-    "id, course_id, channel_id, video, title, path, error, etag, last_modified, "
-    "expected_size, size, run_attempts, last_kind, replace, attempts"
-)
 _CANDIDATES = """
 SELECT s.id FROM segments s
 WHERE {scope} AND {which} AND NOT (s.id = ANY(%(skip)s))
@@ -85,7 +81,7 @@ _TAKE = f"""
 UPDATE segments SET status = 'processing', worker = %(me)s,
   lease_until = now() + make_interval(secs => %(lease)s), started_at = %(now)s, updated_at = %(now)s
 WHERE id = ANY(%(ids)s)
-RETURNING {_COLUMNS}
+RETURNING {JOB_COLUMNS}
 """
 # --max-global: what is in flight, how many share it, who is waiting below a fair share.
 _CAP_USE = """
@@ -106,33 +102,21 @@ SELECT s.next_at FROM segments s
 WHERE s.status = 'pending' AND {scope} AND NOT (s.id = ANY(%(held)s))
 ORDER BY s.next_at LIMIT 1
 """
+_WORKERS = """
+SELECT w.id, w.host, w.pid, extract(epoch FROM w.started_at),
+  extract(epoch FROM w.last_heartbeat), extract(epoch FROM now() - w.last_heartbeat),
+  (SELECT count(*) FROM segments s WHERE s.worker = w.id AND s.status = 'processing'),
+  w.files, w.bytes, w.rate, w.last_heartbeat + make_interval(secs => w.lease_s) >= now(),
+  w.limits
+FROM workers w ORDER BY w.started_at, w.id
+"""
 _NEXT_LEASE = """
 SELECT extract(epoch FROM min(s.lease_until) - now()) FROM segments s
 WHERE s.status = 'processing' AND {scope} AND NOT (s.id = ANY(%(held)s))
 """
-_MINE = "WHERE id = %(id)s AND worker = %(me)s AND status = 'processing'"
-_RELEASE = "status = 'pending', worker = NULL, lease_until = NULL"
-_APPLY: dict[type, str] = {
-    Validated: "UPDATE segments SET etag = %(etag)s, last_modified = %(modified)s, "
-    f"expected_size = %(expected)s {_MINE}",
-    Attempted: "UPDATE segments SET attempts = attempts + 1, run_attempts = run_attempts + 1, "
-    f"last_kind = %(kind)s, error = %(error)s, updated_at = %(now)s {_MINE}",
-    Retry: f"""UPDATE segments SET {_RELEASE}, attempts = attempts + 1,
-        run_attempts = run_attempts + 1, last_kind = %(kind)s, error = %(error)s,
-        next_at = %(next_at)s, updated_at = %(now)s,
-        etag = CASE WHEN %(restart)s THEN NULL ELSE etag END,
-        expected_size = CASE WHEN %(restart)s THEN NULL ELSE expected_size END {_MINE}""",
-    Done: f"""UPDATE segments SET status = %(status)s, worker = NULL, lease_until = NULL,
-        size = %(size)s, md5 = %(md5)s, etag = coalesce(%(etag)s, etag),
-        attempts = attempts + %(counted)s, run_attempts = run_attempts + %(counted)s,
-        error = NULL, replace = false, finished_at = %(finished)s, updated_at = %(now)s {_MINE}""",
-    Failed: f"""UPDATE segments SET status = 'failed', worker = NULL, lease_until = NULL,
-        last_kind = coalesce(%(kind)s, last_kind), error = %(error)s,
-        attempts = attempts + %(counted)s, run_attempts = run_attempts + %(counted)s,
-        finished_at = %(finished)s, updated_at = %(now)s {_MINE}""",
-    Parked: f"UPDATE segments SET {_RELEASE}, updated_at = %(now)s {_MINE}",
-}
+_RELEASED = f"status = 'pending', {RELEASE}"
 _TERMINAL = (Retry, Done, Failed, Parked)
+MIGRATE_LOCK = 0x7466_0001  # advisory lock keys: "tf" + a number per purpose
 
 # Planning: rows arrive in a temporary table, only what differs touches `segments`.
 _INCOMING = """
@@ -140,55 +124,28 @@ CREATE TEMP TABLE incoming (
   n bigint GENERATED ALWAYS AS IDENTITY, id bigint, course_id bigint, channel_id bigint,
   video text, title text, path text, error text) ON COMMIT DROP
 """
-_DIFFERS = """s.video IS DISTINCT FROM i.video OR s.path IS DISTINCT FROM i.path
-  OR s.title IS DISTINCT FROM i.title OR s.course_id IS DISTINCT FROM i.course_id
-  OR s.channel_id IS DISTINCT FROM i.channel_id"""
-_RESET = "s.video IS DISTINCT FROM excluded.video OR s.path IS DISTINCT FROM excluded.path"
-_UPSERT = f"""
-WITH latest AS (SELECT DISTINCT ON (id) * FROM incoming ORDER BY id, n DESC),
-changed AS (
-  SELECT i.* FROM latest i LEFT JOIN segments s ON s.id = i.id
-  WHERE s.id IS NULL OR {_DIFFERS}),
-written AS (
-  INSERT INTO segments AS s (id, course_id, channel_id, video, title, path, status, error,
-                             planned_at, updated_at)
-  SELECT id, course_id, channel_id, video, title, path,
-         CASE WHEN error IS NULL THEN 'pending' ELSE 'failed' END, error, %(now)s, %(now)s
-  FROM changed ORDER BY id
-  ON CONFLICT (id) DO UPDATE SET
-    course_id = excluded.course_id,
-    channel_id = excluded.channel_id,
-    title = excluded.title,
-    replace = CASE WHEN s.video IS DISTINCT FROM excluded.video THEN true ELSE s.replace END,
-    status = CASE WHEN {_RESET} THEN excluded.status ELSE s.status END,
-    error = CASE WHEN {_RESET} THEN excluded.error ELSE s.error END,
-    attempts = CASE WHEN {_RESET} THEN 0 ELSE s.attempts END,
-    size = CASE WHEN {_RESET} THEN NULL ELSE s.size END,
-    md5 = CASE WHEN {_RESET} THEN NULL ELSE s.md5 END,
-    etag = CASE WHEN {_RESET} THEN NULL ELSE s.etag END,
-    last_modified = CASE WHEN {_RESET} THEN NULL ELSE s.last_modified END,
-    expected_size = CASE WHEN {_RESET} THEN NULL ELSE s.expected_size END,
-    worker = CASE WHEN {_RESET} THEN NULL ELSE s.worker END,
-    lease_until = CASE WHEN {_RESET} THEN NULL ELSE s.lease_until END,
-    video = excluded.video,
-    path = excluded.path,
-    updated_at = excluded.updated_at
-  RETURNING (s.xmax = 0) AS inserted)
-SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written
-"""
+_LATEST = "(SELECT DISTINCT ON (id) * FROM incoming ORDER BY id, n DESC)"  # the last one wins
+_PLACEHOLDER = re.compile(r"'[^']*'|(?<![:\w]):([a-z_][a-z0-9_]*)")  # literals kept as they are
 
 
-_RECORD_COLUMNS = "s.id, s.course_id, s.title, s.path, s.status, s.attempts, s.size, s.error, s.md5"
+@functools.cache
+def _placeholders(text: str) -> str:
+    """`:name` parameters as psycopg's `%(name)s` (`::type` casts and literals left alone)."""
+    return _PLACEHOLDER.sub(lambda m: f"%({m[1]})s" if m[1] else m[0], text)
 
 
-class PostgresStore:
+class PostgresStore(SQLStore):
     """A connection to the shared queue; with `worker=True`, also one of its workers."""
 
-    def __init__(self, spec: str, conn: psycopg.Connection) -> None:
+    OWNED = " AND worker = :me AND status = 'processing'"
+    NE = "IS DISTINCT FROM"
+    COUNTS = "(SELECT * FROM counts UNION ALL SELECT * FROM count_changes)"
+
+    def __init__(self, spec: str, conn: psycopg.Connection[Row]) -> None:
+        super().__init__()
         self._spec = spec
         self.where = redact_url(spec)
         self._conn = conn
-        self._buffer: deque[Outcome] = deque()
         self._scope: tuple[str, int | None] | None = None
         self._me: str | None = None
         self._lease = Sharing().lease
@@ -209,25 +166,35 @@ class PostgresStore:
 
     @classmethod
     def open(
-        cls, spec: str, *, create: bool, worker: bool, dest: Path | None, sharing: Sharing
+        cls,
+        spec: str,
+        *,
+        create: bool,
+        worker: bool,
+        dest: Path | None,
+        sharing: Sharing,
+        readonly: bool = False,
     ) -> PostgresStore:
-        """Connect (and on first use create the schema); a worker also registers itself."""
+        """Connect (and on first use create, or upgrade, the schema); a worker also
+        registers itself. `readonly` (doctor) leaves an old schema as it is."""
         where = redact_url(spec)
         try:
             conn = _connect(spec)
         except psycopg.Error as exc:
             raise BadInput(f"cannot connect to the state DB {where}: {_why(exc, spec)}") from None
+        store = cls(spec, conn)
         try:
-            if create:
-                migrate(conn, where)
+            if not create and store.schema_version() == 0:
+                raise BadInput(f"no tfbulk state in {where}; run `tfbulk run --state ...` first")
+            if readonly:
+                refuse_newer(store.schema_version(), where)
             else:
-                check_version(conn, where)
+                migrate(store, POSTGRES_STEPS)  # readers too: an old schema has no counts
         except BaseException as exc:
             conn.close()
             if isinstance(exc, psycopg.Error):
                 raise BadInput(f"cannot use the state DB {where}: {_why(exc, spec)}") from None
             raise
-        store = cls(spec, conn)
         if worker:
             if dest is None:
                 raise ValueError("a worker needs the destination folder for its .part locks")
@@ -238,8 +205,8 @@ class PostgresStore:
                 raise
         return store
 
-    @staticmethod
-    def exists(spec: str) -> bool:
+    @classmethod
+    def exists(cls, spec: str) -> bool:
         """Whether tfbulk has ever used this database (dry runs must not create anything)."""
         try:
             conn = _connect(spec)
@@ -248,7 +215,7 @@ class PostgresStore:
                 f"cannot connect to the state DB {redact_url(spec)}: {_why(exc, spec)}"
             ) from None
         with conn:
-            return schema_version(conn) > 0
+            return cls(spec, conn).schema_version() > 0
 
     def _register(self, dest: Path, sharing: Sharing) -> None:
         self._me = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -282,14 +249,56 @@ class PostgresStore:
             if self._me and self._usable():
                 with self._conn.transaction():
                     self._conn.execute(
-                        f"UPDATE segments SET {_RELEASE} "
+                        f"UPDATE segments SET {_RELEASED} "
                         "WHERE worker = %(me)s AND status = 'processing'",
                         {"me": self._me},
                     )
                     self._conn.execute("DELETE FROM workers WHERE id = %s", (self._me,))
+                    self._conn.execute(FOLD_COUNTS)
         if self._locks:
             self._locks.close()
         self._conn.close()
+
+    # -- migration (state.schema) ---------------------------------------------------------
+
+    def schema_version(self) -> int:
+        """The database's version: 0 when tfbulk has never been there."""
+        found = self._conn.execute("SELECT to_regclass(%s)", (f"{PG_SCHEMA}.meta",)).fetchone()
+        if not found or found[0] is None:
+            return 0
+        row = self._conn.execute(
+            f"SELECT value FROM {PG_SCHEMA}.meta WHERE key = 'schema_version'"
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    @contextmanager
+    def migration(self) -> Iterator[None]:
+        """Workers starting together serialise on an advisory lock."""
+        with self._conn.transaction():
+            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
+            self._conn.execute(f"CREATE SCHEMA IF NOT EXISTS {PG_SCHEMA}")
+            self._conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {PG_SCHEMA}.meta "
+                "(key text PRIMARY KEY, value text NOT NULL)"
+            )
+            yield
+
+    def run_script(self, script: str) -> None:
+        self._conn.execute(script.encode())  # bytes: no placeholders to look for
+
+    def set_schema_version(self, version: int) -> None:
+        self._conn.execute(
+            f"INSERT INTO {PG_SCHEMA}.meta (key, value) VALUES ('schema_version', %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(version),),
+        )
+
+    def health(self) -> Health:
+        """The server keeps its own integrity; the schema version is ours to report."""
+        try:
+            return Health(integrity=None, schema_version=self.schema_version())
+        except psycopg.OperationalError as exc:
+            raise self._unavailable(exc) from None
 
     # -- planning -----------------------------------------------------------------
 
@@ -301,7 +310,7 @@ class PostgresStore:
         the plan's members, and the next ones find the plan there and only adopt it.
         """
         now = time.time()
-        with self._writing("plan"):
+        with self._must("plan"):
             self._conn.execute(_INCOMING)
             fingerprint, courses = self._load_incoming(rows, titles)
             self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (PLAN_LOCK,))
@@ -309,8 +318,12 @@ class PostgresStore:
                 "SELECT id, fingerprint FROM plans ORDER BY id DESC LIMIT 1"
             ).fetchone()
             if latest and latest[1] == fingerprint:
-                self._conn.execute("UPDATE plans SET used_at = now() WHERE id = %s", (latest[0],))
+                adopted = self._conn.execute(
+                    "UPDATE plans SET used_at = now() WHERE id = %s RETURNING segments",
+                    (latest[0],),
+                ).fetchone()
                 self._scope = ("plan", latest[0])
+                self._scope_rows = adopted[0] if adopted else None
                 return PlanChanges(new=0, changed=0)
             return self._write_plan(now, fingerprint, courses, titles)
 
@@ -341,27 +354,23 @@ class PostgresStore:
         self, now: float, fingerprint: str, courses: set[int], titles: Mapping[int, str | None]
     ) -> PlanChanges:
         self._conn.execute("ANALYZE incoming")
-        row = self._conn.execute(_UPSERT, {"now": now}).fetchone()
-        new, changed = row if row else (0, 0)
-        with self._conn.cursor() as cursor:
-            cursor.executemany(
-                "INSERT INTO courses AS c (id, title) VALUES (%s, %s) "
-                "ON CONFLICT (id) DO UPDATE SET title = excluded.title "
-                "WHERE c.title IS DISTINCT FROM excluded.title",
-                [(cid, titles.get(cid)) for cid in sorted(courses)],
-            )
+        before = self._stored_rows()  # under PLAN_LOCK: only this plan adds rows now
+        written = self._upsert(_LATEST, now)
+        new = self._stored_rows() - before
+        self._upsert_courses(courses, titles)
         plan_row = self._conn.execute(
             "INSERT INTO plans (fingerprint, segments) "
-            "VALUES (%s, (SELECT count(DISTINCT id) FROM incoming)) RETURNING id",
+            "VALUES (%s, (SELECT count(DISTINCT id) FROM incoming)) RETURNING id, segments",
             (fingerprint,),
         ).fetchone()
         assert plan_row is not None
-        plan_id = plan_row[0]
+        plan_id, self._scope_rows = plan_row
         self._conn.execute(
             "INSERT INTO plan_members (plan_id, segment_id) SELECT DISTINCT %s, id FROM incoming",
             (plan_id,),
         )
-        self._refuse_shared_paths(plan_id)
+        self._scope = ("plan", plan_id)
+        self._refuse_shared_paths()
         # Fresh statistics, or the first claims of a big plan scan instead of walking the index.
         self._conn.execute("ANALYZE segments, plan_members")
         self._conn.execute(
@@ -370,12 +379,13 @@ class PostgresStore:
             "AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.plan_id = p.id)",
             (plan_id,),
         )
-        self._scope = ("plan", plan_id)
-        return PlanChanges(new=new, changed=changed)
+        self._conn.execute(FOLD_COUNTS)
+        return PlanChanges(new=new, changed=written - new)
 
     def scope_planned(self, rows: Iterable[PlanRow]) -> None:
         """Scope without writing (dry runs): the ids only go to a temporary table."""
-        with self._writing("dry run"):
+        self._scope_rows = None
+        with self._must("dry run"):
             self._conn.execute("DROP TABLE IF EXISTS pg_temp.scope_ids")
             self._conn.execute("CREATE TEMP TABLE scope_ids (id bigint)")
             with (
@@ -387,21 +397,6 @@ class PostgresStore:
             self._conn.execute("ANALYZE scope_ids")
         self._scope = ("temp", None)
 
-    def _refuse_shared_paths(self, plan_id: int) -> None:
-        clash = self._conn.execute(
-            "SELECT s.path, count(*), min(s.id), max(s.id) "
-            "FROM plan_members m JOIN segments s ON s.id = m.segment_id "
-            "WHERE m.plan_id = %s AND s.path IS NOT NULL "
-            "GROUP BY s.path HAVING count(*) > 1 LIMIT 1",
-            (plan_id,),
-        ).fetchone()
-        if clash:
-            path, count, first, last = clash
-            raise BadInput(
-                f"--path-template maps {count} segments (e.g. {first} and {last}) to the same "
-                f"file {path}; include {{segment_id}} in it"
-            )
-
     # -- the queue ----------------------------------------------------------------
 
     def start_run(self) -> None:
@@ -410,10 +405,10 @@ class PostgresStore:
         A run here is the time during which any worker is live: a worker that joins others
         keeps their retry schedule, the first worker after a pause resets it, as SQLite does.
         """
-        with self._writing("start"):
+        with self._must("start"):
             self._conn.execute(
                 "UPDATE segments s SET run_attempts = 0, last_kind = NULL, next_at = 0 "
-                f"WHERE {self._scope_sql()} AND s.status <> 'processing' "
+                f"WHERE {self._scope_sql() or 'TRUE'} AND s.status <> 'processing' "
                 "AND (s.run_attempts > 0 OR s.next_at > 0 OR s.last_kind IS NOT NULL) "
                 "AND coalesce(s.updated_at, 0) < (SELECT extract(epoch FROM min(w.started_at)) "
                 "  FROM workers w "
@@ -463,9 +458,7 @@ class PostgresStore:
             raise
         with self._held_lock:
             self._held.update(row[0] for row in rows)
-        jobs = [_job(row) for row in rows]
-        jobs.sort(key=lambda job: (job.course_id, job.segment_id))
-        return jobs
+        return jobs_from(rows)
 
     def _free_slots(self, limit: int) -> int:
         """Up to `limit` within --max-global, and while others wait, a fair share at most.
@@ -476,7 +469,7 @@ class PostgresStore:
         if self._max_global is None:
             return limit
         self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (CLAIM_LOCK,))
-        in_flight, live = self._conn.execute(_CAP_USE).fetchone()  # type: ignore[misc]
+        in_flight, live = _counts(self._conn.execute(_CAP_USE).fetchone())
         free = self._max_global - in_flight
         if free > 0:
             free = min(free, self._fair_share(self._max_global, live) - len(self._held_ids()))
@@ -488,9 +481,11 @@ class PostgresStore:
         2, 1, 1); with nobody waiting, all of N."""
         floor = max(1, cap // max(live, 1))
         ceil = -(-cap // max(live, 1))
-        below_floor, below_ceil = self._conn.execute(  # type: ignore[misc]
-            _WAITING, {"me": self._me, "recent": CAPPED_RECENT, "floor": floor, "ceil": ceil}
-        ).fetchone()
+        below_floor, below_ceil = _counts(
+            self._conn.execute(
+                _WAITING, {"me": self._me, "recent": CAPPED_RECENT, "floor": floor, "ceil": ceil}
+            ).fetchone()
+        )
         if below_floor:
             return floor
         return ceil if below_ceil else cap
@@ -500,7 +495,7 @@ class PostgresStore:
         assert self._locks is not None
         skip = [*self._held_ids(), *self._busy]
         ids = self._conn.execute(
-            _CANDIDATES.format(scope=self._scope_sql(), which=which),
+            _CANDIDATES.format(scope=self._scope_sql() or "TRUE", which=which),
             self._scope_params() | {"skip": skip, "limit": want, "now": now},
         ).fetchall()
         locked = []
@@ -524,9 +519,13 @@ class PostgresStore:
             return max(self._retry_at - time.monotonic(), POLL) + time.time()
         params = self._scope_params() | {"held": self._held_ids()}
         try:
-            pending = self._conn.execute(_NEXT_RETRY.format(scope=self._scope_sql()), params)
+            pending = self._conn.execute(
+                _NEXT_RETRY.format(scope=self._scope_sql() or "TRUE"), params
+            )
             retry = pending.fetchone()
-            leased = self._conn.execute(_NEXT_LEASE.format(scope=self._scope_sql()), params)
+            leased = self._conn.execute(
+                _NEXT_LEASE.format(scope=self._scope_sql() or "TRUE"), params
+            )
             lease_left = leased.fetchone()
         except psycopg.OperationalError as exc:
             self._lost(exc)
@@ -536,10 +535,6 @@ class PostgresStore:
         if lease_left and lease_left[0] is not None:
             dues.append(now + min(float(lease_left[0]), HELD_POLL))
         return max(min(dues), now + POLL) if dues else None
-
-    def record(self, outcome: Outcome) -> None:
-        """Buffer an outcome; safe to call from the event loop while a flush runs."""
-        self._buffer.append(outcome)
 
     def flush(self) -> None:
         """Commit the buffered outcomes in one transaction, each only if we still own the row.
@@ -554,20 +549,13 @@ class PostgresStore:
         now = time.time()
         try:
             with self._conn.transaction():
-                applied = {
-                    id(outcome): self._apply(outcome, now)
-                    for outcome in sorted(batch, key=lambda o: o.segment_id)
-                }
+                applied = self._apply(batch, now, self._me)
                 self._conn.execute("UPDATE workers SET flushed = %s WHERE id = %s", (seq, self._me))
         except psycopg.OperationalError as exc:
             self._uncertain = (seq, len(batch))
             self._lost(exc)
             return
         self._committed(seq, batch, applied)
-
-    def _apply(self, outcome: Outcome, now: float) -> bool:
-        cursor = self._conn.execute(_APPLY[type(outcome)], _params(outcome, now, self._me))
-        return cursor.rowcount > 0
 
     def _committed(self, seq: int, batch: list[Outcome], applied: dict[int, bool]) -> None:
         """Bookkeeping once a batch is in: leave the buffer, unlock finished segments."""
@@ -577,7 +565,7 @@ class PostgresStore:
             if not isinstance(outcome, _TERMINAL):
                 continue
             recorded = applied.get(id(outcome), True)
-            if isinstance(outcome, Done) and outcome.status == "success" and recorded:
+            if isinstance(outcome, Done) and outcome.status == Status.SUCCESS and recorded:
                 self._files += 1
                 self._bytes += outcome.size
             if not recorded and not isinstance(outcome, Parked):
@@ -643,13 +631,13 @@ class PostgresStore:
                 self._committed(seq, [self._buffer[i] for i in range(size)], {})
             # A claim that was lost mid-commit may have marked rows we never got.
             self._conn.execute(
-                f"UPDATE segments SET {_RELEASE} WHERE worker = %(me)s "
+                f"UPDATE segments SET {_RELEASED} WHERE worker = %(me)s "
                 "AND status = 'processing' AND NOT (id = ANY(%(held)s))",
                 {"me": self._me, "held": self._held_ids()},
             )
 
     @contextmanager
-    def _writing(self, what: str) -> Iterator[None]:
+    def _must(self, what: str) -> Iterator[None]:
         """One transaction that must succeed now (planning, starting): no DB, no run."""
         try:
             with self._conn.transaction():
@@ -659,8 +647,8 @@ class PostgresStore:
                 f"{what}: lost the state DB {self.where}: {_why(exc, self._spec)}; run again"
             ) from None
 
-    def _reading(self) -> psycopg.Connection:
-        """The connection for a read, reconnecting at once if it was lost."""
+    def _connection(self) -> psycopg.Connection[Row]:
+        """The connection for a read or a command's write, reconnecting at once if lost."""
         self._retry_at = 0.0
         if not self._usable():
             raise StateUnavailable(
@@ -669,89 +657,12 @@ class PostgresStore:
             )
         return self._conn
 
+    def _unavailable(self, exc: psycopg.OperationalError) -> StateUnavailable:
+        return StateUnavailable(
+            f"lost the state DB {self.where}: {_why(exc, self._spec)}; run again"
+        )
+
     # -- reading --------------------------------------------------------------------
-
-    def summary(self, *, scoped: bool = True, course: int | None = None) -> Summary:
-        """Counts per course and status: of this run's scope, or of the whole queue."""
-        self.flush()
-        where, params = self._filter(scoped=scoped, course=course)
-        rows = self._read(
-            "SELECT s.course_id, c.title, s.status, count(*), coalesce(sum(s.size), 0)::bigint "
-            f"FROM segments s LEFT JOIN courses c ON c.id = s.course_id {where} "
-            "GROUP BY s.course_id, c.title, s.status ORDER BY s.course_id",
-            params,
-        )
-        return summary_from(rows)
-
-    def records(
-        self,
-        *,
-        course: int | None = None,
-        status: str | None = None,
-        scoped: bool = False,
-        limit: int = -1,
-    ) -> list[SegmentRecord]:
-        """Segments in (course, id) order, filtered; `status --course` and `failed` show these."""
-        self.flush()
-        where, params = self._filter(scoped=scoped, course=course)
-        if status:
-            where = f"{where} {'AND' if where else 'WHERE'} s.status = %(status)s"
-            params |= {"status": status}
-        rows = self._read(
-            f"SELECT {_RECORD_COLUMNS} FROM segments s {where} "
-            "ORDER BY s.course_id, s.id LIMIT %(limit)s",
-            params | {"limit": limit if limit >= 0 else None},
-        )
-        return [SegmentRecord(*row) for row in rows]
-
-    def finished(self, *, course: int | None = None) -> Iterator[SegmentRecord]:
-        """Every `success`/`skipped` segment, streamed by a server-side cursor."""
-        self.flush()
-        where, params = self._filter(scoped=False, course=course)
-        where = f"{where} {'AND' if where else 'WHERE'} s.status IN ('success', 'skipped')"
-        conn = self._reading()
-        try:
-            with conn.transaction(), conn.cursor(name="tfbulk_finished") as cursor:
-                cursor.execute(
-                    f"SELECT {_RECORD_COLUMNS} FROM segments s {where} ORDER BY s.course_id, s.id",
-                    params,  # type: ignore[arg-type]
-                )
-                while rows := cursor.fetchmany(1000):
-                    yield from (SegmentRecord(*row) for row in rows)
-        except psycopg.OperationalError as exc:
-            raise self._unavailable(exc) from None
-
-    def requeue(self, reasons: Mapping[int, str]) -> int:
-        """Back to pending with the reason, replacing whatever is at the final path."""
-        conn = self._reading()
-        try:
-            with conn.transaction(), conn.cursor() as cursor:
-                cursor.executemany(
-                    "UPDATE segments SET status = 'pending', replace = true, error = %s, "
-                    "size = NULL, md5 = NULL, run_attempts = 0, last_kind = NULL, next_at = 0, "
-                    "worker = NULL, lease_until = NULL WHERE id = %s",
-                    [(reason, sid) for sid, reason in reasons.items()],
-                )
-        except psycopg.OperationalError as exc:
-            raise self._unavailable(exc) from None
-        return len(reasons)
-
-    def requeue_failed(self, courses: Iterable[int], segments: Iterable[int]) -> int:
-        """`tfbulk retry`: failed → pending (all, or only those courses/segments)."""
-        courses, segments = list(courses), list(segments)
-        where = "status = 'failed' AND path IS NOT NULL"
-        if courses or segments:
-            where += " AND (course_id = ANY(%(courses)s) OR id = ANY(%(segments)s))"
-        conn = self._reading()
-        try:
-            cursor = conn.execute(
-                "UPDATE segments SET status = 'pending', run_attempts = 0, last_kind = NULL, "
-                f"next_at = 0, error = NULL WHERE {where}",
-                {"courses": courses, "segments": segments},
-            )
-        except psycopg.OperationalError as exc:
-            raise self._unavailable(exc) from None
-        return cursor.rowcount
 
     @property
     def worker_id(self) -> str | None:
@@ -760,16 +671,8 @@ class PostgresStore:
 
     def workers(self) -> list[WorkerStatus]:
         """Every registered worker: live ones, and lost ones while they still hold segments."""
-        rows = self._read(
-            "SELECT w.id, w.host, w.pid, extract(epoch FROM w.started_at), "
-            "extract(epoch FROM w.last_heartbeat), extract(epoch FROM now() - w.last_heartbeat), "
-            "(SELECT count(*) FROM segments s WHERE s.worker = w.id "
-            "  AND s.status = 'processing'), "
-            "w.files, w.bytes, w.rate, "
-            "w.last_heartbeat + make_interval(secs => w.lease_s) >= now(), w.limits "
-            "FROM workers w ORDER BY w.started_at, w.id",
-            {},
-        )
+        with self._reading():
+            rows = self._query(_WORKERS, {})
         return [
             WorkerStatus(
                 id=r[0],
@@ -788,33 +691,53 @@ class PostgresStore:
             for r in rows
         ]
 
-    def _read(self, sql: str, params: dict[str, object]) -> list[tuple]:
-        conn = self._reading()
+    # -- dialect hooks (state.sql) --------------------------------------------------------
+
+    @classmethod
+    def sql(cls, text: str) -> str:
+        """`:name` parameters as psycopg's `%(name)s`."""
+        return _placeholders(text)
+
+    def _query(self, sql: str, params: Params) -> list[Row]:
+        return self._conn.execute(sql, params).fetchall()
+
+    def _execute(self, sql: str, params: Params) -> int:
+        return self._conn.execute(sql, params).rowcount
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        self.flush()
+        self._connection()
         try:
-            return conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
+            yield
         except psycopg.OperationalError as exc:
             raise self._unavailable(exc) from None
 
-    def _unavailable(self, exc: psycopg.OperationalError) -> StateUnavailable:
-        return StateUnavailable(
-            f"lost the state DB {self.where}: {_why(exc, self._spec)}; run again"
-        )
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        conn = self._connection()
+        try:
+            with conn.transaction():
+                yield
+        except psycopg.OperationalError as exc:
+            raise self._unavailable(exc) from None
 
-    def _filter(self, *, scoped: bool, course: int | None) -> tuple[str, dict[str, object]]:
-        clauses: list[str] = []
-        params: dict[str, object] = {}
-        if scoped and self._scope:
-            clauses.append(self._scope_sql())
-            params |= self._scope_params()
-        if course is not None:
-            clauses.append("s.course_id = %(course)s")
-            params["course"] = course
-        return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
+    def _stream(self, sql: str, params: Params) -> Iterator[Row]:
+        """A server-side cursor: the rows never sit in memory together."""
+        self.flush()
+        conn = self._connection()
+        try:
+            with conn.transaction(), conn.cursor(name="tfbulk_finished") as cursor:
+                cursor.execute(sql, params)
+                while rows := cursor.fetchmany(STREAM_BATCH):
+                    yield from rows
+        except psycopg.OperationalError as exc:
+            raise self._unavailable(exc) from None
 
-    def _scope_sql(self) -> str:
+    def _scope_sql(self) -> str | None:
         """The rows of this worker's plan (or of a dry run's temporary scope)."""
         if self._scope is None:
-            return "true"
+            return None
         if self._scope[0] == "temp":
             return "s.id IN (SELECT id FROM pg_temp.scope_ids)"
         return (
@@ -825,62 +748,11 @@ class PostgresStore:
     def _scope_params(self) -> dict[str, object]:
         return {"plan": self._scope[1]} if self._scope and self._scope[0] == "plan" else {}
 
+    def _any(self, column: str, name: str) -> str:
+        return f"{column} = ANY(:{name})"
 
-def _params(outcome: Outcome, now: float, me: str | None) -> dict[str, object]:
-    """The parameters of `_APPLY[type(outcome)]`."""
-    common: dict[str, object] = {"id": outcome.segment_id, "me": me, "now": now}
-    match outcome:
-        case Validated(_, etag, modified, expected):
-            return common | {"etag": etag, "modified": modified, "expected": expected}
-        case Attempted(_, kind, error):
-            return common | {"kind": str(kind), "error": error}
-        case Retry(_, kind, error, next_at, restart):
-            return common | {
-                "kind": str(kind),
-                "error": error,
-                "next_at": next_at,
-                "restart": restart,
-            }
-        case Done(_, status, size, md5, etag, finished):
-            counted = int(status == "success")
-            return common | {
-                "status": status,
-                "size": size,
-                "md5": md5,
-                "etag": etag,
-                "counted": counted,
-                "finished": finished,
-            }
-        case Failed(_, kind, error, attempted, finished):
-            return common | {
-                "kind": str(kind) if kind is not None else None,
-                "error": error,
-                "counted": int(attempted),
-                "finished": finished,
-            }
-        case Parked():
-            return common
-    raise TypeError(f"unknown outcome {outcome!r}")
-
-
-def _job(row: tuple) -> Job:
-    return Job(
-        segment_id=row[0],
-        course_id=row[1],
-        channel_id=row[2],
-        video=row[3],
-        title=row[4],
-        path=row[5],
-        error=row[6],
-        etag=row[7],
-        last_modified=row[8],
-        expected_size=row[9],
-        known_size=row[10],
-        run_attempts=row[11],
-        last_kind=row[12],
-        replace=bool(row[13]),
-        attempts=row[14],
-    )
+    def _ids(self, ids: list[int]) -> object:
+        return ids
 
 
 def _connect(spec: str) -> psycopg.Connection:
@@ -890,9 +762,15 @@ def _connect(spec: str) -> psycopg.Connection:
     seconds instead of a hang; values in the URL win over these defaults.
     """
     params = CONNECT_DEFAULTS | conninfo_to_dict(spec)
-    conn = psycopg.connect(**params, autocommit=True)  # type: ignore[arg-type]
-    conn.execute(f"SET search_path TO {SCHEMA}")
+    conn = psycopg.connect(make_conninfo("", **params), autocommit=True)
+    conn.execute(f"SET search_path TO {PG_SCHEMA}")
     return conn
+
+
+def _counts(row: Row | None) -> tuple[int, int]:
+    """A row of two counts (aggregates always return one)."""
+    assert row is not None
+    return int(row[0]), int(row[1])
 
 
 def _why(exc: psycopg.Error, spec: str) -> str:
