@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import logging
 import threading
 import urllib.request
 from collections.abc import Callable, Iterable
@@ -40,6 +41,7 @@ class S3Server:
     _stop: Callable[[], None] | None = None
 
     def start(self) -> S3Server:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         app = DomainDispatcherApplication(create_backend_app)
         server = make_server(
             "127.0.0.1", 0, self._logged(app), True, request_handler=MotoRequestHandler

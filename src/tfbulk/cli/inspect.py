@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -20,10 +19,7 @@ from tfbulk.display.summary import (
     workers_table,
 )
 from tfbulk.errors import BadInput
-from tfbulk.settings import (
-    resolve_state,
-)
-from tfbulk.state import Status, Store, WorkerStatus, open_store
+from tfbulk.state import Status, WorkerStatus
 
 if TYPE_CHECKING:
     pass
@@ -34,16 +30,13 @@ from tfbulk.cli.options import (
     Dest,
     Segments,
     State,
+    open_existing,
 )
 from tfbulk.cli.output import print_json
 
 
-def open_existing(state: str | None, dest: Path) -> Store:
-    return open_store(resolve_state(state, dest), create=False, lock=False)
-
-
 def status_command(
-    dest: Dest = Path("downloads"),
+    dest: Dest = "downloads",
     state: State = None,
     course: Annotated[
         int | None, typer.Option("--course", help="List this course's segments.")
@@ -120,7 +113,7 @@ def _iso(timestamp: float) -> str:
 
 
 def failed_command(
-    dest: Dest = Path("downloads"),
+    dest: Dest = "downloads",
     state: State = None,
     course: Annotated[int | None, typer.Option("--course", help="Only this course.")] = None,
     as_json: AsJson = False,
@@ -156,7 +149,7 @@ def failed_command(
 
 
 def retry_command(
-    dest: Dest = Path("downloads"),
+    dest: Dest = "downloads",
     state: State = None,
     course: Courses = None,
     segment: Segments = None,

@@ -12,23 +12,28 @@ from tfbulk.errors import BadInput
 from tfbulk.settings import (
     CANNED_SHA1,
     DEFAULT_KEY_TEMPLATE,
+    DEFAULT_PART_SIZE,
     DEFAULT_REGION,
     DEFAULT_URL_TEMPLATE,
     SIGNERS,
     Network,
     PolicySettings,
     RunSettings,
+    S3Dest,
+    S3Location,
     SignerSettings,
     check_ca_bundle,
     check_http_version,
+    check_part_size,
     check_positive,
+    is_s3,
     parse_duration,
     parse_size,
     resolve_state,
 )
 
 if TYPE_CHECKING:
-    pass
+    from tfbulk.state import Store
 
 from tfbulk.cli.output import print_warnings
 
@@ -51,7 +56,41 @@ PathTemplate = Annotated[
 ]
 
 Dest = Annotated[
-    Path, typer.Option("--dest", envvar="TFBULK_DEST", help="Download folder.", show_default=True)
+    str,
+    typer.Option(
+        "--dest",
+        envvar="TFBULK_DEST",
+        help="Download folder, or s3://BUCKET/PREFIX for an S3-compatible store.",
+        show_default=True,
+    ),
+]
+DestEndpointUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--dest-endpoint-url",
+        envvar="TFBULK_DEST_ENDPOINT_URL",
+        help="S3-compatible store for --dest s3://…, addressed path-style.",
+    ),
+]
+DestRegion = Annotated[
+    str,
+    typer.Option("--dest-region", envvar="TFBULK_DEST_REGION", help="Region of --dest s3://…."),
+]
+DestProfile = Annotated[
+    str | None,
+    typer.Option(
+        "--dest-profile",
+        envvar="TFBULK_DEST_PROFILE",
+        help="AWS profile for --dest s3://…, used instead of AWS_* keys and AWS_PROFILE.",
+    ),
+]
+DestPartSize = Annotated[
+    str,
+    typer.Option(
+        "--dest-part-size",
+        envvar="TFBULK_DEST_PART_SIZE",
+        help="Multipart part size for --dest s3://… (at least 5M).",
+    ),
 ]
 State = Annotated[
     str | None,
@@ -237,9 +276,44 @@ def signer_settings(
     )
 
 
+def dest_location(dest: str) -> Path | S3Location:
+    """--dest as a folder or a bucket and prefix (checked)."""
+    return S3Location.parse(dest) if is_s3(dest) else Path(dest)
+
+
+def open_existing(state: str | None, dest: str) -> Store:
+    """The state DB of a finished or running run, for the commands that only read it."""
+    from tfbulk.state import open_store
+
+    return open_store(resolve_state(state, dest_location(dest)), create=False, lock=False)
+
+
+def s3_dest(
+    dest: str,
+    endpoint_url: str | None,
+    region: str,
+    profile: str | None,
+    part_size: str = DEFAULT_PART_SIZE,
+) -> S3Dest | None:
+    """The S3 destination the --dest-* flags describe; None for a local --dest."""
+    if not is_s3(dest):
+        return None
+    from tfbulk.credentials import check_region
+
+    if endpoint_url is not None and not endpoint_url.startswith(("http://", "https://")):
+        raise BadInput(f"--dest-endpoint-url {endpoint_url!r} is not an http(s) URL")
+    return S3Dest(
+        S3Location.parse(dest),
+        endpoint_url=endpoint_url,
+        region=check_region(region, "--dest-region"),
+        profile=profile,
+        part_size=check_part_size(parse_size(part_size, "--dest-part-size")),
+    )
+
+
 def run_settings(
     snapshot: Path | None,
-    dest: Path,
+    dest: str,
     state: str | None,
     templates: tuple[str | None, str],
     *,
@@ -257,8 +331,8 @@ def run_settings(
         )
     return RunSettings(
         snapshot=snapshot,
-        dest=dest,
-        state=resolve_state(state, dest),
+        dest=Path(dest),
+        state=resolve_state(state, dest_location(dest)),
         url_template=url_template or DEFAULT_URL_TEMPLATE,
         path_template=path_template,
         signer=signer,

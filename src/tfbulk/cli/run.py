@@ -14,6 +14,7 @@ from tfbulk.settings import (
     DEFAULT_KEY_TEMPLATE,
     DEFAULT_LEASE,
     DEFAULT_MAX_FILE_SIZE,
+    DEFAULT_PART_SIZE,
     DEFAULT_PATH_TEMPLATE,
     DEFAULT_REGION,
     RunSettings,
@@ -36,6 +37,10 @@ from tfbulk.cli.options import (
     Courses,
     DateGreaterThan,
     Dest,
+    DestEndpointUrl,
+    DestPartSize,
+    DestProfile,
+    DestRegion,
     EndpointUrl,
     Expires,
     HashAlgorithm,
@@ -56,6 +61,7 @@ from tfbulk.cli.options import (
     UrlTemplate,
     network_settings,
     run_settings,
+    s3_dest,
     signer_settings,
 )
 from tfbulk.cli.output import print_json, print_warnings
@@ -63,7 +69,7 @@ from tfbulk.cli.output import print_json, print_warnings
 
 def run_command(
     snapshot: SnapshotPath = None,
-    dest: Dest = Path("downloads"),
+    dest: Dest = "downloads",
     state: State = None,
     concurrency: Annotated[
         int, typer.Option("--concurrency", envvar="TFBULK_CONCURRENCY", help="Downloads at once.")
@@ -157,6 +163,10 @@ def run_command(
     endpoint_url: EndpointUrl = None,
     key_template: KeyTemplate = DEFAULT_KEY_TEMPLATE,
     profile: Profile = None,
+    dest_endpoint_url: DestEndpointUrl = None,
+    dest_region: DestRegion = DEFAULT_REGION,
+    dest_profile: DestProfile = None,
+    dest_part_size: DestPartSize = DEFAULT_PART_SIZE,
     backoff_base: Annotated[
         str,
         typer.Option(
@@ -224,6 +234,7 @@ def run_command(
             else None,
         ),
         dry_run=dry_run_flag,
+        s3=s3_dest(dest, dest_endpoint_url, dest_region, dest_profile, dest_part_size),
     )
     if settings.dry_run:
         from tfbulk.commands.run import dry_run

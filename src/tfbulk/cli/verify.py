@@ -10,17 +10,17 @@ import typer
 if TYPE_CHECKING:
     from tfbulk.commands.verify import AuditReport
 
-from tfbulk.cli.inspect import open_existing
 from tfbulk.cli.options import (
     AsJson,
     Dest,
     State,
+    open_existing,
 )
 from tfbulk.cli.output import print_json
 
 
 def verify_command(
-    dest: Dest = Path("downloads"),
+    dest: Dest = "downloads",
     state: State = None,
     course: Annotated[int | None, typer.Option("--course", help="Only this course.")] = None,
     full: Annotated[
@@ -36,7 +36,7 @@ def verify_command(
 
     store = open_existing(state, dest)
     try:
-        report = audit(store, dest, full=full, course=course)
+        report = audit(store, Path(dest), full=full, course=course)
         reasons = {p.segment_id: f"verify: {p.reason}" for p in report.problems}
         requeued = store.requeue(reasons) if reasons and not dry_run_flag else 0
     finally:

@@ -12,7 +12,7 @@ import itertools
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from tfbulk.pipeline.fetch import Fetcher, open_transport
 from tfbulk.pipeline.plan import PlanRow, PlanStats, Template, plan_rows
 from tfbulk.pipeline.retry import FORBIDDEN_HINTS
 from tfbulk.pipeline.snapshot import Snapshot
+from tfbulk.pipeline.transport import CurlTransport
 from tfbulk.pipeline.urls import SegmentUrl, check_covered, segment_urls
 from tfbulk.pipeline.writer import DiskWriter
 from tfbulk.report import DryRunReport, RunReport
@@ -97,15 +98,21 @@ def run(settings: RunSettings, observer: Observer, *, handle_signals: bool = Tru
     with contextlib.ExitStack() as held:
         with inputs.snapshot:
             rows = _planned(inputs, settings.scope, stats)
-            dest = held.enter_context(Destination.prepare(settings.dest))
-            dest.lock(shared=is_postgres_url(settings.state))
-            _refuse_linked_state(settings.state, dest)
+            dest = _local_dest(settings, held)
+            if settings.s3 is not None:
+                from tfbulk.pipeline.s3dest import preflight
+
+                preflight(settings.s3, settings.tuning)
             store = open_store(
-                settings.state, create=True, lock=True, dest=dest.root, sharing=settings.sharing
+                settings.state,
+                create=True,
+                lock=True,
+                dest=dest.root if dest else None,
+                sharing=settings.sharing,
             )
             held.callback(store.close)
             store.plan(rows, inputs.snapshot.course_titles())
-        observer(_run_started(store.summary(), settings, dest))
+        observer(_run_started(store.summary(), settings))
         result = anyio.run(_download, settings, inputs, dest, store, observer, handle_signals)
         summary = store.summary()
         report = RunReport(
@@ -121,6 +128,17 @@ def run(settings: RunSettings, observer: Observer, *, handle_signals: bool = Tru
         totals = {k: v for k, v in summary.as_json().items() if isinstance(v, int)}
         observer(RunFinished(report.exit_code, report.elapsed, report.downloaded, totals))
         return report
+
+
+def _local_dest(settings: RunSettings, held: contextlib.ExitStack) -> Destination | None:
+    """The local folder, prepared and locked; None for an s3:// destination (a bucket has
+    no lock: the state DB's own lock, or PostgreSQL's claims, keep runs apart)."""
+    if settings.s3 is not None:
+        return None
+    dest = held.enter_context(Destination.prepare(settings.dest))
+    dest.lock(shared=is_postgres_url(settings.state))
+    _refuse_linked_state(settings.state, dest)
+    return dest
 
 
 def _planned(inputs: _Inputs, scope: Scope, stats: PlanStats) -> Iterator[PlanRow]:
@@ -171,31 +189,56 @@ def _refuse_linked_state(state: str, dest: Destination) -> None:
 async def _download(
     settings: RunSettings,
     inputs: _Inputs,
-    dest: Destination,
+    dest: Destination | None,
     store: Store,
     observer: Observer,
     handle_signals: bool,
 ) -> EngineResult:
     tuning = settings.tuning
     transport = open_transport(tuning, settings.network)
-    writer = DiskWriter()
-    try:
-        async with transport, anyio.create_task_group() as watchers:
+    async with transport, anyio.create_task_group() as watchers:
+        sink = await _sink(settings, transport, dest)
+        try:
             engine = Engine(
                 store=store,
                 signer=inputs.signer,
-                fetcher=Fetcher(transport, writer, dest, time.time, settings.network.max_file_size),
-                dest=dest,
+                fetcher=sink.fetcher,
+                dest=sink.dest,  # type: ignore[arg-type]
                 url_of=inputs.url_of,
                 tuning=tuning,
                 observer=observer,
                 forbidden_hint=FORBIDDEN_HINTS[settings.signer.kind],
                 claim_ahead=settings.sharing.max_global is None,
             )
-            result = await _supervised(engine, observer, tuning, handle_signals, watchers)
-    finally:
-        writer.close()
-    return result
+            return await _supervised(engine, observer, tuning, handle_signals, watchers)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await sink.aclose()
+
+
+@dataclass
+class _Sink:
+    """Where bodies go: the fetcher that writes them, the destination, what to close."""
+
+    fetcher: Fetcher
+    dest: object
+    aclose: Callable[[], Awaitable[None]]
+
+
+async def _sink(settings: RunSettings, transport: CurlTransport, dest: Destination | None) -> _Sink:
+    max_size = settings.network.max_file_size
+    if settings.s3 is None:
+        assert dest is not None
+        writer = DiskWriter()
+
+        async def close_writer() -> None:
+            writer.close()
+
+        return _Sink(Fetcher(transport, writer, dest, time.time, max_size), dest, close_writer)
+    from tfbulk.pipeline.s3dest import open_sink
+
+    fetcher, s3, aclose = open_sink(settings.s3, settings.tuning, transport, max_size)
+    return _Sink(fetcher, s3, aclose)
 
 
 async def _supervised(
@@ -241,14 +284,15 @@ def _exit_code(result: EngineResult, summary: Summary) -> int:
     return ExitCode.FAILED if summary.total_of("failed") else ExitCode.OK
 
 
-def _run_started(summary: Summary, settings: RunSettings, dest: Destination) -> RunStarted:
+def _run_started(summary: Summary, settings: RunSettings) -> RunStarted:
     return RunStarted(
         total=summary.total,
         done=summary.total_of("success") + summary.total_of("skipped"),
         failed=summary.total_of("failed"),
         pending=summary.total_of("pending") + summary.total_of("processing"),
         concurrency=settings.tuning.concurrency,
-        dest=str(dest.root),
+        dest=str(settings.s3.location) if settings.s3 else str(settings.dest.resolve()),
+        state=settings.state if settings.s3 else "",
         scope=describe_scope(settings.scope),
         courses=tuple(
             CourseTotals(c.course_id, c.title, c.total, c.done, c.failed) for c in summary.courses

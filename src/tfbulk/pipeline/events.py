@@ -45,6 +45,7 @@ class RunStarted:
     dest: str
     scope: str
     courses: tuple[CourseTotals, ...] = field(default=())
+    state: str = ""  # shown at start when it is not under --dest (an s3:// destination)
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,6 +73,8 @@ class Fetched:
 class Fetcher:
     """Runs attempts over one shared transport (connection pool, keep-alive)."""
 
+    body_class: type[_PartBody]
+
     def __init__(
         self,
         transport: CurlTransport,
@@ -96,8 +98,10 @@ class Fetcher:
     ) -> Fetched:
         """Download `url` into `part`; raise AttemptFailed (classified) or DiskError."""
         offset = _resume_offset(part.size, validator)
-        prefix = await anyio.to_thread.run_sync(read_digest, part.fd, offset) if offset else None
-        body = _PartBody(self._files, part, offset, prefix, validator, transfer, remember)
+        prefix = await self.prefix(part, offset) if offset else None
+        if offset and prefix is None:
+            offset = 0
+        body = self.body_class(self._files, part, offset, prefix, validator, transfer, remember)
         headers = [("User-Agent", USER_AGENT), ("Accept-Encoding", "identity")]
         if offset and validator and validator.if_range:
             headers += [("Range", f"bytes={offset}-"), ("If-Range", validator.if_range)]
@@ -111,6 +115,10 @@ class Fetcher:
         if body.writer is None:
             return await self._without_body(response, body)
         return await body.verified()
+
+    async def prefix(self, part: PartFile, offset: int) -> tuple[bytes, hashlib._Hash] | None:
+        """The first bytes and running MD5 of what `part` holds before `offset`."""
+        return await anyio.to_thread.run_sync(read_digest, part.fd, offset)
 
     async def _without_body(self, response: httpx.Response, body: _PartBody) -> Fetched:
         """A response whose body we did not take: an error, or a 416 for a complete `.part`."""
@@ -280,7 +288,10 @@ class _PartBody:
                 self.part.start_over()
             digest = hashlib.md5(usedforsecurity=False)
             self._prefix = None
-        return self._files.writer.open(self.part.fd, offset, digest, resume)
+        return self._files.writer.open(self.part, offset, digest, resume)
+
+
+Fetcher.body_class = _PartBody
 
 
 def open_transport(tuning: Tuning, network: Network) -> CurlTransport:

@@ -26,6 +26,7 @@ from tfbulk.signing.s3 import AwsCredentials, object_url, sign_request
 _TAG = re.compile(rb"<(Code|Message|UploadId|ETag)>([^<]{0,400})</\1>")
 _USER_AGENT = f"tfbulk/{__version__}"
 Buffer = bytes | bytearray | memoryview
+_HEAD_ERRORS = {403: "AccessDenied", 404: "NoSuchBucket"}  # a HEAD's answer has no body
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,15 @@ class S3Client:
         self.bucket = bucket
         self._credentials = credentials
         self._clock = clock
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+    async def check_bucket(self) -> None:
+        """The bucket exists and these credentials may use it (S3Error if not)."""
+        response = await self._send("HEAD", "")
+        if response.status_code >= 300:
+            raise S3Error(response.status_code, _HEAD_ERRORS.get(response.status_code, ""), "")
 
     async def head(self, key: str) -> int | None:
         """The size of the object at `key`, or None if there is none."""

@@ -1,0 +1,113 @@
+"""--dest s3://BUCKET/PREFIX: the real CLI downloading from the local origin into a real
+S3-compatible server (moto on 127.0.0.1, tests/s3server.py)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from tests.conftest import Workspace
+from tests.s3server import ACCESS_KEY, SECRET_KEY, S3Server
+
+BUCKET = "tfbulk-test"
+MiB = 1 << 20
+
+
+def s3_env(ws: Workspace) -> dict[str, str]:
+    return {
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "XDG_STATE_HOME": str(ws.root / "state-home"),
+        "HOME": str(ws.root),
+    }
+
+
+def s3_args(server: S3Server, prefix: str = "videos", *extra: str) -> list[str]:
+    return ["--dest", f"s3://{BUCKET}/{prefix}", "--dest-endpoint-url", server.url, *extra]
+
+
+def run_s3(ws: Workspace, server: S3Server, *extra: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    return ws.run(*s3_args(server), *extra, env=env if env is not None else s3_env(ws))
+
+
+def assert_bucket_identical(ws: Workspace, server: S3Server, prefix: str = "videos") -> None:
+    expected = {
+        f"{prefix}/{course_id}/{segment_id}.mp4": ws.expected(segment_id)
+        for course_id, segment_id in ws.downloadable()
+    }
+    assert server.keys(BUCKET) == sorted(expected)
+    for key, body in expected.items():
+        assert server.object(BUCKET, key) == body, key
+    assert server.open_uploads(BUCKET) == []
+
+
+def test_a_run_fills_the_bucket_byte_identical(ws: Workspace, s3_server: S3Server) -> None:
+    result = run_s3(ws, s3_server, "--json")
+    assert result.code == 0, result.stderr
+    summary = result.json
+    assert summary["success"] == len(ws.downloadable())
+    assert_bucket_identical(ws, s3_server)
+    assert not ws.dest.exists()  # nothing on the local disk
+
+
+def test_a_large_file_goes_up_in_parts(ws: Workspace, s3_server: S3Server) -> None:
+    course_id, segment_id = ws.downloadable()[0]
+    ws.origin.content.set_size(ws.url_path(segment_id), 12 * MiB + 12345)
+    result = run_s3(ws, s3_server, "--dest-part-size", "5M")
+    assert result.code == 0, result.stderr
+    assert_bucket_identical(ws, s3_server)
+    parts = s3_server.uploads(f"/{course_id}/{segment_id}.mp4")
+    assert [q.split("&")[0] for q in parts] == ["partNumber=1", "partNumber=2", "partNumber=3"]
+    body = ws.expected(segment_id)
+    assert (
+        hashlib.md5(s3_server.object(BUCKET, f"videos/{course_id}/{segment_id}.mp4")).digest()
+        == hashlib.md5(body).digest()
+    )
+
+
+def test_a_second_run_skips_what_is_there(ws: Workspace, s3_server: S3Server) -> None:
+    assert run_s3(ws, s3_server).code == 0
+    puts_before = sum(1 for method, _, _ in s3_server.requests if method == "PUT")
+    result = run_s3(ws, s3_server, "--state", str(ws.root / "fresh.db"), "--json")
+    assert result.code == 0, result.stderr
+    assert result.json["skipped"] == len(ws.downloadable())
+    assert sum(1 for method, _, _ in s3_server.requests if method == "PUT") == puts_before
+
+
+def test_the_state_db_defaults_to_the_users_state_folder(
+    ws: Workspace, s3_server: S3Server
+) -> None:
+    result = run_s3(ws, s3_server)
+    assert result.code == 0, result.stderr
+    states = list((ws.root / "state-home" / "tfbulk").glob(f"{BUCKET}-*.db"))
+    assert len(states) == 1
+    assert str(states[0]) in result.stdout + result.stderr
+
+
+def test_missing_credentials_exit_2_with_one_line(ws: Workspace, s3_server: S3Server) -> None:
+    env = {"XDG_STATE_HOME": str(ws.root / "state-home"), "HOME": str(ws.root)}
+    result = run_s3(ws, s3_server, env=env)
+    assert result.code == 2
+    assert "no AWS credentials found for --dest s3://" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_a_bad_endpoint_exits_2_with_one_line(ws: Workspace, s3_server: S3Server) -> None:
+    dest = ("--dest", f"s3://{BUCKET}/videos", "--dest-endpoint-url", "http://127.0.0.1:9")
+    result = ws.run(*dest, env=s3_env(ws))
+    assert result.code == 2
+    assert "cannot reach http://127.0.0.1:9" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (ws.root / "state-home").exists()
+
+
+@pytest.mark.parametrize(
+    ("dest", "fragment"),
+    [("s3://UPPER/x", "is not an S3 bucket name"), ("s3://tfbulk-test/a/../b", ". or ..")],
+)
+def test_a_bad_s3_dest_exits_2(ws: Workspace, dest: str, fragment: str) -> None:
+    result = ws.run("--dest", dest, env=s3_env(ws))
+    assert result.code == 2
+    assert fragment in result.stderr
