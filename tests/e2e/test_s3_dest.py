@@ -3,12 +3,18 @@ S3-compatible server (moto on 127.0.0.1, tests/s3server.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
+import sqlite3
+import threading
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import Workspace
+from tests.conftest import Workspace, wait_for
 from tests.s3server import ACCESS_KEY, SECRET_KEY, S3Server
+from tfbulk.origin.faults import Fault
 
 BUCKET = "tfbulk-test"
 MiB = 1 << 20
@@ -111,3 +117,61 @@ def test_a_bad_s3_dest_exits_2(ws: Workspace, dest: str, fragment: str) -> None:
     result = ws.run("--dest", dest, env=s3_env(ws))
     assert result.code == 2
     assert fragment in result.stderr
+
+
+def recorded_parts(state: Path, key: str) -> int:
+    """Parts the run has recorded as stored for `key` (0 before its first)."""
+    if not state.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(state)) as conn:
+        try:
+            row = conn.execute(
+                "SELECT part_etags FROM s3_uploads WHERE object_key = ?", (key,)
+            ).fetchone()
+            validated = conn.execute(
+                "SELECT count(*) FROM segments WHERE etag IS NOT NULL"
+            ).fetchone()
+        except sqlite3.OperationalError:  # not created yet
+            return 0
+    return len(json.loads(row[0])) if row and validated[0] else 0
+
+
+def test_a_killed_run_resumes_at_the_next_part_boundary(ws: Workspace, s3_server: S3Server) -> None:
+    course_id, segment_id = ws.downloadable()[0]
+    path = ws.url_path(segment_id)
+    ws.origin.content.set_size(path, 12 * MiB + 12345)  # parts of 5, 5 and 2 MiB
+    gate = threading.Event()
+    ws.origin.add_fault(path, Fault(gate=gate))  # the body stops half-way, after part 1
+    key = f"videos/{course_id}/{segment_id}.mp4"
+    state = ws.root / "s3-state.db"
+    args = [*s3_args(s3_server), "--dest-part-size", "5M", "--state", str(state)]
+    first = ws.start(*args, env=s3_env(ws))
+    try:
+        wait_for(lambda: recorded_parts(state, key) == 1, what="part 1 recorded")
+    finally:
+        first.kill()
+        first.wait()
+        gate.set()
+    assert [q.split("&")[0] for q in s3_server.uploads(key)] == ["partNumber=1"]
+    assert BUCKET not in s3_server.keys(BUCKET) and key not in s3_server.keys(BUCKET)
+
+    again = ws.run(*args, env=s3_env(ws))
+    assert again.code == 0, again.stderr
+    numbers = [q.split("&")[0] for q in s3_server.uploads(key)]
+    assert numbers == ["partNumber=1", "partNumber=2", "partNumber=3"]  # part 1 not again
+    resumed = [r for r in ws.origin.log if r.path == path and r.range]
+    assert [r.range for r in resumed] == [f"bytes={5 * MiB}-"]
+    assert_bucket_identical(ws, s3_server)
+    assert recorded_parts(state, key) == 0
+
+
+def test_a_failed_segment_leaves_no_upload_behind(ws: Workspace, s3_server: S3Server) -> None:
+    course_id, segment_id = ws.downloadable()[0]
+    path = ws.url_path(segment_id)
+    ws.origin.content.set_size(path, 12 * MiB)
+    ws.origin.add_fault(path, Fault(drop_after=7 * MiB, times=1))  # part 1 stored, then cut
+    ws.origin.add_fault(path, Fault(status=404, times=0))
+    result = run_s3(ws, s3_server, "--dest-part-size", "5M", "--retries", "2")
+    assert result.code == 1, result.stderr
+    assert s3_server.open_uploads(BUCKET) == []
+    assert f"videos/{course_id}/{segment_id}.mp4" not in s3_server.keys(BUCKET)

@@ -197,7 +197,7 @@ async def _download(
     tuning = settings.tuning
     transport = open_transport(tuning, settings.network)
     async with transport, anyio.create_task_group() as watchers:
-        sink = await _sink(settings, transport, dest)
+        sink = await _sink(settings, transport, dest, store)
         try:
             engine = Engine(
                 store=store,
@@ -225,7 +225,9 @@ class _Sink:
     aclose: Callable[[], Awaitable[None]]
 
 
-async def _sink(settings: RunSettings, transport: CurlTransport, dest: Destination | None) -> _Sink:
+async def _sink(
+    settings: RunSettings, transport: CurlTransport, dest: Destination | None, store: Store
+) -> _Sink:
     max_size = settings.network.max_file_size
     if settings.s3 is None:
         assert dest is not None
@@ -235,9 +237,10 @@ async def _sink(settings: RunSettings, transport: CurlTransport, dest: Destinati
             writer.close()
 
         return _Sink(Fetcher(transport, writer, dest, time.time, max_size), dest, close_writer)
-    from tfbulk.pipeline.s3dest import open_sink
+    from tfbulk.pipeline.s3dest import S3Fetcher, open_sink
 
-    fetcher, s3, aclose = open_sink(settings.s3, settings.tuning, transport, max_size)
+    s3, uploads, aclose = await open_sink(settings.s3, settings.tuning, store, settings.state)
+    fetcher = S3Fetcher(transport, uploads, s3, time.time, max_size)  # type: ignore[arg-type]
     return _Sink(fetcher, s3, aclose)
 
 

@@ -65,7 +65,7 @@ class Fetched:
     """A verified body, in its `.part` until the commit makes it final."""
 
     size: int
-    md5: str
+    md5: str | None  # None: not known whole (an S3 upload resumed by another process)
     etag: str | None
     received: int
 
@@ -230,11 +230,11 @@ class _PartBody:
         received = size - self.offset
         try:
             head = self._prefix[0] if self._prefix else writer.head
-            check_body(head, size, self._found.size, writer.digest.hexdigest(), self._found.etag)
+            check_body(head, size, self._found.size, writer.md5, self._found.etag)
         except VerifyError as exc:
             raise AttemptFailed(Kind.INVALID, f"verification failed: {exc}", restart=True) from None
         self.part.size = size
-        return Fetched(size, writer.digest.hexdigest(), self._found.etag, received)
+        return Fetched(size, writer.md5, self._found.etag, received)
 
     async def already_complete(self) -> Fetched:
         """The `.part` holds the whole object (416 for `bytes=<size>-`): verify it as is."""

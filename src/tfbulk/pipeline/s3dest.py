@@ -34,10 +34,12 @@ from tfbulk.pipeline.events import Transfer
 from tfbulk.pipeline.fetch import Fetched, Fetcher, Validator, _PartBody
 from tfbulk.pipeline.retry import AttemptFailed, Kind, kind_of_status
 from tfbulk.pipeline.s3client import Bucket, S3Client, S3Error
+from tfbulk.pipeline.s3resume import Recorded, UploadLog
 from tfbulk.pipeline.transport import CurlOptions, CurlTransport
 from tfbulk.settings import S3_SCHEME, S3Dest, S3Location, Tuning
 from tfbulk.signing import redact
 from tfbulk.signing.s3 import AwsCredentials
+from tfbulk.state import Status, Store
 
 MAX_PARTS = 10_000
 
@@ -60,6 +62,7 @@ class S3Part:
     published: bool = False
     head: bytes = b""  # the body's first bytes, for the container check of a resume
     digest: hashlib._Hash | None = None  # the running MD5 of the `size` bytes stored
+    md5_partial: bool = False  # resumed from another run: the MD5 misses what it stored
 
     @property
     def final(self) -> str:
@@ -78,6 +81,7 @@ class S3Part:
         """Drop the upload so far (aborted in the background); the next attempt starts at 0."""
         self._drop_upload()
         self.size, self.pending, self.head, self.digest = 0, None, b"", None
+        self.md5_partial = False
 
     def continue_at(self, offset: int) -> None:
         assert offset == self.size
@@ -86,8 +90,9 @@ class S3Part:
         """The object was made visible by the fetch itself (see S3Fetcher)."""
 
     def close(self) -> None:
-        """Done with this claim: an upload that did not become an object is aborted."""
-        if not self.published:
+        """Done with this claim. An upload with finished parts stays for the next claim to
+        resume (the run's end aborts those of failed segments); one without is aborted."""
+        if not self.published and not self.etags:
             self._drop_upload()
         self.pending = None
 
@@ -100,6 +105,7 @@ class S3Part:
         """PUT the held body, or complete the multipart upload: the object appears now."""
         if self.upload_id is not None:
             etag = await client.complete(self.key, self.upload_id, self.etags)
+            await anyio.to_thread.run_sync(self.dest.log.forget, self.key, self.upload_id)
         else:
             assert self.pending is not None
             body, md5 = self.pending
@@ -112,9 +118,10 @@ class S3Destination:
     """The bucket and prefix of a run: where planned paths go, what is already there, and
     the aborts of uploads that will not be completed."""
 
-    def __init__(self, location: S3Location, client: S3Client) -> None:
+    def __init__(self, location: S3Location, client: S3Client, log: UploadLog) -> None:
         self.location = location
         self.client = client
+        self.log = log
         self.root = str(location)
         self._aborts: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
@@ -131,7 +138,12 @@ class S3Destination:
                 size = None
             if size is not None and size == (known_size or max(size, MIN_SIZE)):
                 return Existing(size)
-        return S3Part(self, key)
+        recorded = self.log.find(key)
+        if recorded is None:
+            return S3Part(self, key)
+        return S3Part(
+            self, key, recorded.stored, recorded.upload_id, list(recorded.etags), head=recorded.head
+        )
 
     def abort_soon(self, key: str, upload_id: str) -> None:
         """Abort an upload in the background; `drain` waits for it."""
@@ -143,6 +155,21 @@ class S3Destination:
         # Should this fail, the bucket's lifecycle rule for incomplete uploads is the backstop.
         with contextlib.suppress(S3Error, httpx.HTTPError):
             await self.client.abort(key, upload_id)
+            await anyio.to_thread.run_sync(self.log.forget, key, upload_id)
+
+    async def sweep(self, store: Store) -> None:
+        """Abort the recorded uploads of segments that failed: they will not be resumed
+        (`tfbulk retry` starts them afresh)."""
+        recorded = await anyio.to_thread.run_sync(self.log.keys)
+        if not recorded:
+            return
+        failed = await anyio.to_thread.run_sync(lambda: store.records(status=Status.FAILED))
+        for record in failed:
+            key = self.location.key(record.path) if record.path else None
+            found = await anyio.to_thread.run_sync(self.log.find, key) if key in recorded else None
+            if key is not None and found is not None:
+                self.abort_soon(key, found.upload_id)
+        await self.drain()
 
     async def drain(self) -> None:
         """Wait for the aborts under way (the end of a run)."""
@@ -198,6 +225,11 @@ class PartUploader:
     def head(self) -> bytes:
         return self._part.head
 
+    @property
+    def md5(self) -> str | None:
+        """The whole body's MD5, unless part of it was stored by an earlier run."""
+        return None if self._part.md5_partial else self.digest.hexdigest()
+
     def take(self, chunk: bytes) -> bool:
         if self.error is not None:
             raise self.error
@@ -235,6 +267,8 @@ class PartUploader:
         etag = await client.upload_part(part.key, part.upload_id, len(part.etags) + 1, body, md5)
         part.etags.append(etag)
         part.size += len(body)
+        upload = Recorded(part.upload_id, part.head, list(part.etags), part.size)
+        await anyio.to_thread.run_sync(part.dest.log.save, part.key, upload)
 
     async def finish(self) -> None:
         """Every byte taken is digested; the last part is up (or held, for a small body's
@@ -282,7 +316,10 @@ class S3Fetcher(Fetcher):
     ) -> tuple[bytes, hashlib._Hash] | None:
         """What the parts stored so far (`offset` bytes) began with, and their running MD5."""
         assert offset == part.size
-        return (part.head, part.digest) if part.digest is not None else None
+        if part.digest is None:  # stored by an earlier run: its bytes are not here to hash
+            part.md5_partial = True
+            return part.head, hashlib.md5(usedforsecurity=False)
+        return part.head, part.digest
 
     async def fetch(
         self,
@@ -330,21 +367,24 @@ def preflight(settings: S3Dest, tuning: Tuning) -> None:
     anyio.run(check)
 
 
-def open_sink(
-    settings: S3Dest, tuning: Tuning, transport: CurlTransport, max_file_size: int
-) -> tuple[S3Fetcher, S3Destination, Callable[[], Awaitable[None]]]:
-    """On the run's event loop: the fetcher and destination of an S3 run, and what ends
-    them (the aborts under way awaited, the uploads' transport closed)."""
+async def open_sink(
+    settings: S3Dest, tuning: Tuning, store: Store, state: str
+) -> tuple[S3Destination, S3Writer, Callable[[], Awaitable[None]]]:
+    """On the run's event loop: the destination and writer of an S3 run, and what ends
+    them (failed segments' uploads aborted, the uploads' transport closed). Uploads of
+    segments that failed since they were recorded are aborted first."""
     client = open_client(settings, load_credentials(settings), tuning)
-    dest = S3Destination(settings.location, client)
-    writer = S3Writer(client, settings.part_size)
-    fetcher = S3Fetcher(transport, writer, dest, time.time, max_file_size)  # type: ignore[arg-type]
+    log = await anyio.to_thread.run_sync(UploadLog, state)
+    dest = S3Destination(settings.location, client, log)
+    await dest.sweep(store)
 
     async def aclose() -> None:
         await dest.drain()
+        await dest.sweep(store)
         await client.aclose()
+        log.close()
 
-    return fetcher, dest, aclose
+    return dest, S3Writer(client, settings.part_size), aclose
 
 
 def load_credentials(settings: S3Dest) -> AwsCredentials:

@@ -126,6 +126,11 @@ class PartWriter:
         self._end = offset
         self._advised = offset
 
+    @property
+    def md5(self) -> str:
+        """The MD5 of everything in the `.part` (after `finish`)."""
+        return self.digest.hexdigest()
+
     # -- the loop's side ---------------------------------------------------------------
 
     def take(self, chunk: bytes) -> bool:
