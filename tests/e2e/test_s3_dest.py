@@ -175,3 +175,65 @@ def test_a_failed_segment_leaves_no_upload_behind(ws: Workspace, s3_server: S3Se
     assert result.code == 1, result.stderr
     assert s3_server.open_uploads(BUCKET) == []
     assert f"videos/{course_id}/{segment_id}.mp4" not in s3_server.keys(BUCKET)
+
+
+def test_status_failed_retry_read_the_buckets_state_db(ws: Workspace, s3_server: S3Server) -> None:
+    assert run_s3(ws, s3_server).code == 0
+    dest = ("--dest", f"s3://{BUCKET}/videos")
+    status = ws.tfbulk("status", *dest, "--json", env=s3_env(ws))
+    assert status.code == 0, status.stderr
+    assert status.json["success"] == len(ws.downloadable())
+    assert ws.tfbulk("failed", *dest, env=s3_env(ws)).code == 0
+    assert ws.tfbulk("retry", *dest, env=s3_env(ws)).code == 0
+
+
+def test_state_commands_with_an_s3_dest_import_no_http_stack(ws: Workspace) -> None:
+    from tests.e2e.test_lazy_imports import loaded_by
+
+    assert ws.run().code == 0
+    for command in ("status", "failed", "retry"):
+        args = (command, "--dest", f"s3://{BUCKET}/videos", "--state", str(ws.state))
+        assert loaded_by(ws, *args) == []
+
+
+def test_verify_heads_every_object_and_full_reads_them(ws: Workspace, s3_server: S3Server) -> None:
+    assert run_s3(ws, s3_server).code == 0
+    verify = ("verify", *s3_args(s3_server), "--json")
+    clean = ws.tfbulk(*verify, env=s3_env(ws))
+    assert clean.code == 0, clean.stderr
+    assert clean.json["checked"] == len(ws.downloadable())
+    (gone_course, gone), (bad_course, bad) = ws.downloadable()[:2]
+    client = s3_server.client()
+    client.delete_object(Bucket=BUCKET, Key=f"videos/{gone_course}/{gone}.mp4")
+    damaged = bytearray(ws.expected(bad))
+    damaged[-1] ^= 0xFF  # same size: only a read-back finds it
+    client.put_object(Bucket=BUCKET, Key=f"videos/{bad_course}/{bad}.mp4", Body=bytes(damaged))
+    quick = ws.tfbulk(*verify, "--dry-run", env=s3_env(ws))
+    assert quick.code == 1
+    assert {p["segment_id"]: p["reason"] for p in quick.json["problems"]} == {
+        gone: "object is missing"
+    }
+    full = ws.tfbulk(*verify, "--full", env=s3_env(ws))
+    assert full.code == 1
+    reasons = {p["segment_id"]: p["reason"] for p in full.json["problems"]}
+    assert reasons == {
+        gone: "object is missing",
+        bad: "object's MD5 differs from the one recorded at download",
+    }
+    assert full.json["requeued"] == 2
+    again = run_s3(ws, s3_server)
+    assert again.code == 0, again.stderr
+    assert_bucket_identical(ws, s3_server)
+
+
+def test_doctor_checks_the_bucket(ws: Workspace, s3_server: S3Server) -> None:
+    base = ws.run_args()[1:11]  # snapshot, dest, URL template, key pair, private key
+    good = ws.tfbulk("doctor", *base, *s3_args(s3_server), "--json", env=s3_env(ws))
+    checks = {(c["area"], c["name"]): c for c in good.json["checks"]}
+    assert checks[("destination", "bucket reachable")]["status"] == "ok", good.stdout
+    bad = ws.tfbulk(
+        "doctor", *base, *s3_args(s3_server), "--json", env={**s3_env(ws), "AWS_ACCESS_KEY_ID": ""}
+    )
+    checks = {(c["area"], c["name"]): c for c in bad.json["checks"]}
+    assert checks[("destination", "bucket reachable")]["status"] == "fail"
+    assert bad.code == 1

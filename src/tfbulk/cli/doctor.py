@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -29,6 +28,9 @@ from tfbulk.cli.options import (
     Courses,
     DateGreaterThan,
     Dest,
+    DestEndpointUrl,
+    DestProfile,
+    DestRegion,
     EndpointUrl,
     Expires,
     HashAlgorithm,
@@ -49,6 +51,7 @@ from tfbulk.cli.options import (
     UrlTemplate,
     network_settings,
     run_settings,
+    s3_dest,
     signer_settings,
 )
 from tfbulk.cli.output import print_json
@@ -56,7 +59,7 @@ from tfbulk.cli.output import print_json
 
 def doctor_command(
     snapshot: SnapshotPath = None,
-    dest: Dest = Path("downloads"),
+    dest: Dest = "downloads",
     state: State = None,
     course: Courses = None,
     segment: Segments = None,
@@ -82,6 +85,9 @@ def doctor_command(
     ca_bundle: CaBundle = None,
     max_file_size: MaxFileSize = DEFAULT_MAX_FILE_SIZE,
     as_json: AsJson = False,
+    dest_endpoint_url: DestEndpointUrl = None,
+    dest_region: DestRegion = DEFAULT_REGION,
+    dest_profile: DestProfile = None,
 ) -> int:
     """Check snapshot, key, destination, free disk and state DB; non-zero if any check fails."""
     settings = run_settings(
@@ -103,6 +109,7 @@ def doctor_command(
         ),
         scope=Scope(courses=frozenset(course or ()), segments=frozenset(segment or ())),
         network=network_settings(http, ca_bundle, max_file_size),
+        s3=s3_dest(dest, dest_endpoint_url, dest_region, dest_profile),
     )
     from tfbulk.commands.doctor import as_json as doctor_json
     from tfbulk.commands.doctor import diagnose

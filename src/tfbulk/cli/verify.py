@@ -13,10 +13,15 @@ if TYPE_CHECKING:
 from tfbulk.cli.options import (
     AsJson,
     Dest,
+    DestEndpointUrl,
+    DestProfile,
+    DestRegion,
     State,
     open_existing,
+    s3_dest,
 )
 from tfbulk.cli.output import print_json
+from tfbulk.settings import DEFAULT_REGION
 
 
 def verify_command(
@@ -30,13 +35,22 @@ def verify_command(
         bool, typer.Option("--dry-run", help="Report problems; requeue nothing.")
     ] = False,
     as_json: AsJson = False,
+    dest_endpoint_url: DestEndpointUrl = None,
+    dest_region: DestRegion = DEFAULT_REGION,
+    dest_profile: DestProfile = None,
 ) -> int:
     """Re-check finished files against the state DB; requeue missing or damaged ones."""
     from tfbulk.commands.verify import audit
 
+    s3 = s3_dest(dest, dest_endpoint_url, dest_region, dest_profile)
     store = open_existing(state, dest)
     try:
-        report = audit(store, Path(dest), full=full, course=course)
+        if s3 is not None:
+            from tfbulk.commands.verify_s3 import audit_bucket
+
+            report = audit_bucket(store, s3, full=full, course=course)
+        else:
+            report = audit(store, Path(dest), full=full, course=course)
         reasons = {p.segment_id: f"verify: {p.reason}" for p in report.problems}
         requeued = store.requeue(reasons) if reasons and not dry_run_flag else 0
     finally:
