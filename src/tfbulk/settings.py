@@ -318,6 +318,12 @@ def default_state_path(dest: Path | S3Location) -> Path:
     return dest / STATE_DIR / "state.db"
 
 
+def s3_work_folder(location: S3Location) -> Path:
+    """This host's own folder for an S3 destination (a PostgreSQL worker's segment locks,
+    kept beside the default state DB): a bucket has no folder to hold them."""
+    return default_state_path(location).with_suffix("")
+
+
 def resolve_state(state: str | None, dest: Path | S3Location) -> str:
     """`--state` as given, or the default under `--dest`."""
     return state if state else str(default_state_path(dest))

@@ -237,3 +237,20 @@ def test_doctor_checks_the_bucket(ws: Workspace, s3_server: S3Server) -> None:
     checks = {(c["area"], c["name"]): c for c in bad.json["checks"]}
     assert checks[("destination", "bucket reachable")]["status"] == "fail"
     assert bad.code == 1
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_bucket_and_one_postgresql_queue(
+    ws: Workspace, s3_server: S3Server, pg_url: str
+) -> None:
+    args = [*s3_args(s3_server), "--state", pg_url, "--no-progress"]
+    workers = [ws.start(*args, env=s3_env(ws)) for _ in range(2)]
+    results = [worker.communicate(timeout=300) for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0], results
+    assert_bucket_identical(ws, s3_server)
+    puts = [
+        path
+        for method, path, query in s3_server.requests
+        if method == "PUT" and path.endswith(".mp4")
+    ]
+    assert len(puts) == len(set(puts)) == len(ws.downloadable())  # each object stored once

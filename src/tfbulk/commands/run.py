@@ -34,7 +34,7 @@ from tfbulk.pipeline.transport import CurlTransport
 from tfbulk.pipeline.urls import SegmentUrl, check_covered, segment_urls
 from tfbulk.pipeline.writer import DiskWriter
 from tfbulk.report import DryRunReport, RunReport
-from tfbulk.settings import RunSettings, Scope, Tuning
+from tfbulk.settings import RunSettings, Scope, Tuning, s3_work_folder
 from tfbulk.signing import Signer
 from tfbulk.state import Status, Store, Summary, open_store, store_exists
 from tfbulk.state.url import is_postgres_url
@@ -107,7 +107,7 @@ def run(settings: RunSettings, observer: Observer, *, handle_signals: bool = Tru
                 settings.state,
                 create=True,
                 lock=True,
-                dest=dest.root if dest else None,
+                dest=dest.root if dest else s3_work_folder(settings.s3.location),  # type: ignore[union-attr]
                 sharing=settings.sharing,
             )
             held.callback(store.close)
