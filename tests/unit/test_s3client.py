@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
+import sys
 import time
 
 import anyio
@@ -97,3 +99,23 @@ def test_a_missing_bucket_is_an_s3_error_with_its_code(s3_server: S3Server) -> N
     with pytest.raises(S3Error, match="NoSuchBucket") as caught:
         run(s3_server, steps, bucket="no-such-bucket")
     assert caught.value.status == 404
+
+
+def test_a_body_is_not_kept_once_uploaded(s3_server: S3Server) -> None:
+    """Left referenced (by the transport's request), every 16 MiB part of a download would
+    stay in memory until a garbage collection: RSS would grow with the file's size."""
+    body = bytearray(b"x" * 100_000)
+    before = sys.getrefcount(body)
+
+    async def steps(client: S3Client) -> None:
+        await client.put("kept.mp4", body, md5(bytes(body)))
+        upload = await client.create_upload("big.mp4")
+        await client.upload_part("big.mp4", upload, 1, body, md5(bytes(body)))
+        await client.abort("big.mp4", upload)
+
+    gc.disable()
+    try:
+        run(s3_server, steps)
+        assert sys.getrefcount(body) == before
+    finally:
+        gc.enable()

@@ -150,7 +150,12 @@ class S3Client:
             headers={"user-agent": _USER_AGENT, **signed},
             extensions={UPLOAD: body} if body is not None else {},
         )
-        response = await self._transport.handle_async_request(request)
+        try:
+            response = await self._transport.handle_async_request(request)
+        finally:
+            # The transport's exchange ends in a reference cycle with the request: left in
+            # it, each part's body would live until the next garbage collection.
+            request.extensions.pop(UPLOAD, None)
         if not stream:
             await response.aread()
         return response

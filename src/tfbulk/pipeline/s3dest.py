@@ -217,7 +217,8 @@ class PartUploader:
         self._part = part
         self.digest = digest
         self._resume = resume
-        self._buffer = bytearray()
+        self._pieces: list[bytes] = []  # the part being filled, as it came
+        self._filled = 0
         self._uploading: asyncio.Task[None] | None = None
         self.error: BaseException | None = None
 
@@ -237,10 +238,13 @@ class PartUploader:
             return False
         if len(self._part.head) < HEAD_SIZE:
             self._part.head += chunk[: HEAD_SIZE - len(self._part.head)]
-        self._buffer += chunk
-        if len(self._buffer) >= self._writer.part_size:
-            body = bytes(self._buffer[: self._writer.part_size])
-            del self._buffer[: self._writer.part_size]
+        room = self._writer.part_size - self._filled
+        self._pieces.append(chunk if len(chunk) <= room else chunk[:room])
+        self._filled += min(len(chunk), room)
+        if len(chunk) >= room:  # this part is full: up it goes, the transfer waits
+            body = b"".join(self._pieces)
+            rest = chunk[room:]
+            self._pieces, self._filled = ([rest], len(rest)) if rest else ([], 0)
             self._uploading = asyncio.get_running_loop().create_task(self._upload(body))
         return True
 
@@ -277,7 +281,8 @@ class PartUploader:
             await self._uploading
         if self.error is not None:
             raise self.error
-        tail, self._buffer = bytes(self._buffer), bytearray()
+        tail = b"".join(self._pieces)
+        self._pieces, self._filled = [], 0
         if self._part.upload_id is not None or len(self._part.etags):
             if tail:
                 await self._upload_part(tail)
@@ -289,7 +294,7 @@ class PartUploader:
         (a new attempt continues at the last part boundary)."""
         if self._uploading is not None:
             await asyncio.gather(self._uploading, return_exceptions=True)
-        self._buffer = bytearray()
+        self._pieces, self._filled = [], 0
 
 
 def _digest(whole: hashlib._Hash, body: bytes) -> bytes:
