@@ -3,11 +3,11 @@
 The second kind of destination beside the local folder, for the same engine. A body is
 cut into parts as it arrives: a body smaller than one part goes up in a single PUT, a
 larger one as a multipart upload, one part in flight per download (the transfer pauses
-while its part uploads), so a download holds at most one part in memory whatever its
-size. Every part carries its Content-MD5; the whole body is checked like a local one
-(length, container, the source's MD5 when its ETag is one) before it is made visible,
-and the object appears only with the PUT or the CompleteMultipartUpload that ends a
-verified fetch. Nothing is written to the local disk.
+while its part uploads), so a download holds about two parts in memory (the one being
+gathered and the one going up) whatever its size. Every part carries its Content-MD5;
+the whole body is checked like a local one (length, container, the source's MD5 when its
+ETag is one) before it is made visible, and the object appears only with the PUT or the
+CompleteMultipartUpload that ends a verified fetch. Nothing is written to the local disk.
 
 An upload that did not end in an object (a failed attempt started over, a failed
 segment, a stopped run) is aborted before the run ends.
