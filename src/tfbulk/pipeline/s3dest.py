@@ -32,7 +32,7 @@ from tfbulk.pipeline.checks import HEAD_SIZE, MIN_SIZE
 from tfbulk.pipeline.destination import Existing
 from tfbulk.pipeline.events import Transfer
 from tfbulk.pipeline.fetch import Fetched, Fetcher, Validator, _PartBody
-from tfbulk.pipeline.retry import AttemptFailed, Kind, kind_of_status
+from tfbulk.pipeline.retry import AttemptFailed, Kind
 from tfbulk.pipeline.s3client import Bucket, S3Client, S3Error
 from tfbulk.pipeline.s3resume import Recorded, UploadLog
 from tfbulk.pipeline.transport import CurlOptions, CurlTransport
@@ -350,8 +350,15 @@ def _failure(exc: BaseException) -> BaseException:
     match exc:
         case AttemptFailed():
             return exc
+        case S3Error(code="NoSuchUpload"):  # aborted meanwhile: its record was stale
+            return AttemptFailed(
+                Kind.NETWORK, f"storing the object: {exc}; starting over", restart=True
+            )
         case S3Error():
-            return AttemptFailed(kind_of_status(exc.status), f"storing the object: {exc}")
+            # The store's refusals are not the CDN's: a 403 or 404 here is about the
+            # bucket, not the URL's signature or the video (which "forbidden"/"gone" mean).
+            kind = Kind.SERVER if exc.status == 429 or exc.status >= 500 else Kind.CLIENT
+            return AttemptFailed(kind, f"storing the object: {exc}")
         case httpx.TransportError():
             detail = redact(str(exc)) or type(exc).__name__
             return AttemptFailed(Kind.NETWORK, f"storing the object: connection error: {detail}")
