@@ -233,3 +233,17 @@ def pg_url(pg_cluster: object) -> Iterator[str]:
     from tests.pgcluster import fresh_database
 
     yield from fresh_database(pg_cluster)  # type: ignore[arg-type]
+
+
+# -- S3 (tests/s3server.py: moto's server on 127.0.0.1; imported lazily) ------------------
+
+
+@pytest.fixture
+def s3_server() -> Iterator[object]:
+    """A fresh S3-compatible server with one empty bucket, `tfbulk-test`."""
+    from tests.s3server import S3Server
+
+    server = S3Server().start()
+    server.create_bucket("tfbulk-test")
+    yield server
+    server.stop()

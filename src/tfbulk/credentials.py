@@ -155,23 +155,26 @@ def s3_lifetime(expires: float) -> int:
     return int(expires)
 
 
-def check_region(region: str) -> str:
+def check_region(region: str, flag: str = "--region") -> str:
     """The region goes into the credential scope and the host name: refuse anything odd."""
     if not _REGION.fullmatch(region):
-        raise BadInput(f"--region {region!r} is not a region name; use e.g. us-east-1")
+        raise BadInput(f"{flag} {region!r} is not a region name; use e.g. us-east-1")
     return region
 
 
 # -- AWS credentials ---------------------------------------------------------------------
 
 
-def load_aws_credentials(profile: str | None) -> tuple[AwsCredentials, str]:
+def load_aws_credentials(
+    profile: str | None, used_by: tuple[str, str] = ("--signer s3", "--profile")
+) -> tuple[AwsCredentials, str]:
     """Static AWS credentials from the standard sources, and which source they came from.
 
     The order is the AWS CLI's: an explicit `--profile` is used alone; otherwise
     AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, then the profile named by
     AWS_PROFILE (or `default`) in the shared credentials file, then in the config file
-    (AWS_SHARED_CREDENTIALS_FILE and AWS_CONFIG_FILE move those files).
+    (AWS_SHARED_CREDENTIALS_FILE and AWS_CONFIG_FILE move those files). `used_by` names
+    the option they are for and its profile flag, for the message when there are none.
     """
     if profile is None:
         found = _from_environment()
@@ -202,8 +205,8 @@ def load_aws_credentials(profile: str | None) -> tuple[AwsCredentials, str]:
         where = " or ".join(str(path) for path, _ in files)
         raise BadInput(f"AWS profile {name!r} is not in {where}")
     raise BadInput(
-        "no AWS credentials found for --signer s3: set AWS_ACCESS_KEY_ID and "
-        "AWS_SECRET_ACCESS_KEY, or name a profile with --profile (or AWS_PROFILE)"
+        f"no AWS credentials found for {used_by[0]}: set AWS_ACCESS_KEY_ID and "
+        f"AWS_SECRET_ACCESS_KEY, or name a profile with {used_by[1]} (or AWS_PROFILE)"
     )
 
 

@@ -6,8 +6,10 @@ run without going through argument parsing.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -423,6 +425,63 @@ def check_ping_url(url: str) -> str:
     return url.strip().rstrip("/")
 
 
+S3_SCHEME = "s3://"
+DEFAULT_PART_SIZE = "16M"
+MIN_PART_SIZE = 5 << 20  # S3's smallest part but the last
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+@dataclass(frozen=True)
+class S3Location:
+    """`--dest s3://BUCKET/PREFIX`: the bucket, and the key prefix planned paths go under."""
+
+    bucket: str
+    prefix: str
+
+    @classmethod
+    def parse(cls, text: str) -> S3Location:
+        """`s3://BUCKET/PREFIX` (the prefix may be empty), or exit 2 saying what is wrong."""
+        bucket, _, prefix = text.removeprefix(S3_SCHEME).partition("/")
+        if not _BUCKET_NAME.fullmatch(bucket):
+            raise BadInput(
+                f"--dest {text}: {bucket!r} is not an S3 bucket name (3-63 lower-case "
+                "letters, digits, dots, hyphens); use s3://BUCKET/PREFIX"
+            )
+        parts = [part for part in prefix.split("/") if part]
+        if any(part in (".", "..") for part in parts):
+            raise BadInput(f"--dest {text}: the prefix may not hold . or .. segments")
+        return cls(bucket, "/".join(parts))
+
+    def key(self, relative: str) -> str:
+        """The object key of a planned path (the planner has refused unsafe ones)."""
+        return f"{self.prefix}/{relative}" if self.prefix else relative
+
+    def __str__(self) -> str:
+        return f"{S3_SCHEME}{self.bucket}/{self.prefix}"
+
+
+@dataclass(frozen=True)
+class S3Dest:
+    """An S3 destination: where, through which endpoint, and how objects go up."""
+
+    location: S3Location
+    endpoint_url: str | None = None
+    region: str = DEFAULT_REGION
+    profile: str | None = None
+    part_size: int = 16 << 20
+
+
+def is_s3(dest: str | Path) -> bool:
+    return str(dest).startswith(S3_SCHEME)
+
+
+def check_part_size(size: int) -> int:
+    """`--dest-part-size`: S3 takes parts of 5 MiB at least (all but the last)."""
+    if size < MIN_PART_SIZE:
+        raise BadInput(f"--dest-part-size must be at least 5M, S3's smallest part (got {size:,})")
+    return size
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """Everything `tfbulk run` needs, validated once at the edge."""
@@ -439,6 +498,7 @@ class RunSettings:
     sharing: Sharing = field(default_factory=Sharing)
     limits: Limits = field(default_factory=Limits)
     dry_run: bool = False
+    s3: S3Dest | None = None  # --dest s3://…: then `dest` is unused
 
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmg]?)i?b?")
@@ -453,12 +513,23 @@ def parse_size(text: str, what: str) -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
 
 
-def default_state_path(dest: Path) -> Path:
-    """The state DB lives with the files it describes unless told otherwise."""
+def default_state_path(dest: Path | S3Location) -> Path:
+    """The state DB lives with the files it describes unless told otherwise; for a bucket,
+    in the user's state folder, one file per bucket and prefix."""
+    if isinstance(dest, S3Location):
+        home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        tag = hashlib.sha256(dest.prefix.encode()).hexdigest()[:12]
+        return Path(home) / "tfbulk" / f"{dest.bucket}-{tag}.db"
     return dest / STATE_DIR / "state.db"
 
 
-def resolve_state(state: str | None, dest: Path) -> str:
+def s3_work_folder(location: S3Location) -> Path:
+    """This host's own folder for an S3 destination (a PostgreSQL worker's segment locks,
+    kept beside the default state DB): a bucket has no folder to hold them."""
+    return default_state_path(location).with_suffix("")
+
+
+def resolve_state(state: str | None, dest: Path | S3Location) -> str:
     """`--state` as given, or the default under `--dest`."""
     return state if state else str(default_state_path(dest))
 

@@ -22,7 +22,7 @@ RUN_ONLY = {
     "--backoff-base", "--backoff-max", "--connect-timeout", "--read-timeout",
     "--bwlimit", "--max-rps", "--max-transfer",
     "--metrics-file", "--metrics-addr", "--on-complete", "--on-finish", "--hook-concurrency",
-    "--hook-timeout", "--ping-url",
+    "--hook-timeout", "--ping-url", "--dest-part-size",
 }  # fmt: skip
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -30,6 +29,9 @@ from tfbulk.cli.options import (
     Courses,
     DateGreaterThan,
     Dest,
+    DestEndpointUrl,
+    DestProfile,
+    DestRegion,
     EndpointUrl,
     Expires,
     HashAlgorithm,
@@ -53,6 +55,7 @@ from tfbulk.cli.options import (
     limit_settings,
     network_settings,
     run_settings,
+    s3_dest,
     scope,
     signer_settings,
 )
@@ -68,7 +71,7 @@ EXAMPLES = examples(
 
 def doctor_command(
     snapshot: SnapshotPath,
-    dest: Dest = Path("downloads"),
+    dest: Dest = "downloads",
     state: State = None,
     course: Courses = None,
     segment: Segments = None,
@@ -99,6 +102,9 @@ def doctor_command(
     max_file_size: MaxFileSize = DEFAULT_MAX_FILE_SIZE,
     min_free_space: MinFreeSpace = DEFAULT_MIN_FREE_SPACE,
     as_json: AsJson = False,
+    dest_endpoint_url: DestEndpointUrl = None,
+    dest_region: DestRegion = DEFAULT_REGION,
+    dest_profile: DestProfile = None,
 ) -> int:
     """Check snapshot, key, destination, free disk and state DB; non-zero if any check fails."""
     settings = run_settings(
@@ -121,6 +127,7 @@ def doctor_command(
         scope=scope(course, segment, limit_courses),
         network=network_settings(http, ca_bundle, max_file_size),
         limits=limit_settings(min_free_space=min_free_space),
+        s3=s3_dest(dest, dest_endpoint_url, dest_region, dest_profile),
     )
     from tfbulk.commands.doctor import as_json as doctor_json
     from tfbulk.commands.doctor import diagnose

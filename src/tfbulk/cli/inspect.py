@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -23,10 +22,7 @@ from tfbulk.display.summary import (
 )
 from tfbulk.errors import BadInput
 from tfbulk.invocation import command, place
-from tfbulk.settings import (
-    resolve_state,
-)
-from tfbulk.state import Status, Store, WorkerStatus, open_store
+from tfbulk.state import Status, Store, WorkerStatus
 
 if TYPE_CHECKING:
     pass
@@ -38,6 +34,7 @@ from tfbulk.cli.options import (
     Dest,
     Segments,
     State,
+    open_existing,
 )
 from tfbulk.cli.output import print_json
 
@@ -60,12 +57,8 @@ RETRY_EXAMPLES = examples(
 )
 
 
-def open_existing(state: str | None, dest: Path) -> Store:
-    return open_store(resolve_state(state, dest), create=False, lock=False)
-
-
 def status_command(
-    dest: Dest = Path("downloads"),
+    dest: Dest = "downloads",
     state: State = None,
     course: Annotated[
         int | None, typer.Option("--course", metavar="ID", help="List this course's segments.")
@@ -143,7 +136,7 @@ def _iso(timestamp: float) -> str:
 
 
 def failed_command(
-    dest: Dest = Path("downloads"),
+    dest: Dest = "downloads",
     state: State = None,
     course: Annotated[
         int | None, typer.Option("--course", metavar="ID", help="Only this course.")
@@ -184,7 +177,7 @@ def failed_command(
 
 
 def retry_command(
-    dest: Dest = Path("downloads"),
+    dest: Dest = "downloads",
     state: State = None,
     course: Courses = None,
     segment: Segments = None,

@@ -14,6 +14,7 @@ from tfbulk.settings import (
     DEFAULT_HOOK_TIMEOUT,
     DEFAULT_KEY_TEMPLATE,
     DEFAULT_MIN_FREE_SPACE,
+    DEFAULT_PART_SIZE,
     DEFAULT_REGION,
     DEFAULT_URL_TEMPLATE,
     SIGNERS,
@@ -22,14 +23,18 @@ from tfbulk.settings import (
     Observing,
     PolicySettings,
     RunSettings,
+    S3Dest,
+    S3Location,
     Scope,
     SignerSettings,
     check_ca_bundle,
     check_http_version,
     check_listen_addr,
+    check_part_size,
     check_ping_url,
     check_positive,
     check_rps,
+    is_s3,
     parse_bwlimit,
     parse_duration,
     parse_size,
@@ -37,7 +42,7 @@ from tfbulk.settings import (
 )
 
 if TYPE_CHECKING:
-    pass
+    from tfbulk.state import Store
 
 from tfbulk.cli.output import print_warnings
 
@@ -71,9 +76,49 @@ PathTemplate = Annotated[
 ]
 
 Dest = Annotated[
-    Path,
+    str,
     typer.Option(
-        "--dest", metavar="DIR", envvar="TFBULK_DEST", help="Download folder.", show_default=True
+        "--dest",
+        metavar="DIR|s3://BUCKET/PREFIX",
+        envvar="TFBULK_DEST",
+        help="Download folder, or s3://BUCKET/PREFIX for an S3-compatible store.",
+        show_default=True,
+    ),
+]
+DestEndpointUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--dest-endpoint-url",
+        metavar="URL",
+        envvar="TFBULK_DEST_ENDPOINT_URL",
+        help="S3-compatible store for --dest s3://BUCKET/PREFIX, addressed path-style.",
+    ),
+]
+DestRegion = Annotated[
+    str,
+    typer.Option(
+        "--dest-region",
+        metavar="REGION",
+        envvar="TFBULK_DEST_REGION",
+        help="Region of --dest s3://BUCKET/PREFIX.",
+    ),
+]
+DestProfile = Annotated[
+    str | None,
+    typer.Option(
+        "--dest-profile",
+        metavar="NAME",
+        envvar="TFBULK_DEST_PROFILE",
+        help="AWS profile for an s3:// --dest, instead of AWS_* keys and AWS_PROFILE.",
+    ),
+]
+DestPartSize = Annotated[
+    str,
+    typer.Option(
+        "--dest-part-size",
+        metavar="SIZE",
+        envvar="TFBULK_DEST_PART_SIZE",
+        help="Multipart part size for --dest s3://BUCKET/PREFIX (at least 5M).",
     ),
 ]
 State = Annotated[
@@ -364,9 +409,44 @@ def scope(courses: list[int] | None, segments: list[int] | None, limit: int | No
     )
 
 
+def dest_location(dest: str) -> Path | S3Location:
+    """--dest as a folder or a bucket and prefix (checked)."""
+    return S3Location.parse(dest) if is_s3(dest) else Path(dest)
+
+
+def open_existing(state: str | None, dest: str) -> Store:
+    """The state DB of a finished or running run, for the commands that only read it."""
+    from tfbulk.state import open_store
+
+    return open_store(resolve_state(state, dest_location(dest)), create=False, lock=False)
+
+
+def s3_dest(
+    dest: str,
+    endpoint_url: str | None,
+    region: str,
+    profile: str | None,
+    part_size: str = DEFAULT_PART_SIZE,
+) -> S3Dest | None:
+    """The S3 destination the --dest-* flags describe; None for a local --dest."""
+    if not is_s3(dest):
+        return None
+    from tfbulk.credentials import check_region
+
+    if endpoint_url is not None and not endpoint_url.startswith(("http://", "https://")):
+        raise BadInput(f"--dest-endpoint-url {endpoint_url!r} is not an http(s) URL")
+    return S3Dest(
+        S3Location.parse(dest),
+        endpoint_url=endpoint_url,
+        region=check_region(region, "--dest-region"),
+        profile=profile,
+        part_size=check_part_size(parse_size(part_size, "--dest-part-size")),
+    )
+
+
 def run_settings(
     snapshot: Path,
-    dest: Path,
+    dest: str,
     state: str | None,
     templates: tuple[str | None, str],
     *,
@@ -382,8 +462,8 @@ def run_settings(
         )
     return RunSettings(
         snapshot=snapshot,
-        dest=dest,
-        state=resolve_state(state, dest),
+        dest=Path(dest),
+        state=resolve_state(state, dest_location(dest)),
         url_template=url_template or DEFAULT_URL_TEMPLATE,
         path_template=path_template,
         signer=signer,

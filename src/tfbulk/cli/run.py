@@ -19,6 +19,7 @@ from tfbulk.settings import (
     DEFAULT_LEASE,
     DEFAULT_MAX_FILE_SIZE,
     DEFAULT_MIN_FREE_SPACE,
+    DEFAULT_PART_SIZE,
     DEFAULT_PATH_TEMPLATE,
     DEFAULT_REGION,
     Observing,
@@ -46,6 +47,10 @@ from tfbulk.cli.options import (
     Courses,
     DateGreaterThan,
     Dest,
+    DestEndpointUrl,
+    DestPartSize,
+    DestProfile,
+    DestRegion,
     EndpointUrl,
     Expires,
     HashAlgorithm,
@@ -79,6 +84,7 @@ from tfbulk.cli.options import (
     network_settings,
     observing_settings,
     run_settings,
+    s3_dest,
     scope,
     signer_settings,
 )
@@ -99,7 +105,7 @@ EXAMPLES = examples(
 
 def run_command(
     snapshot: SnapshotPath,
-    dest: Dest = Path("downloads"),
+    dest: Dest = "downloads",
     state: State = None,
     concurrency: Annotated[
         int,
@@ -200,6 +206,10 @@ def run_command(
     endpoint_url: EndpointUrl = None,
     key_template: KeyTemplate = DEFAULT_KEY_TEMPLATE,
     profile: Profile = None,
+    dest_endpoint_url: DestEndpointUrl = None,
+    dest_region: DestRegion = DEFAULT_REGION,
+    dest_profile: DestProfile = None,
+    dest_part_size: DestPartSize = DEFAULT_PART_SIZE,
     backoff_base: Annotated[
         str,
         typer.Option(
@@ -288,6 +298,7 @@ def run_command(
         ),
         limits=limit_settings(bwlimit, max_rps, max_transfer, min_free_space),
         dry_run=dry_run_flag,
+        s3=s3_dest(dest, dest_endpoint_url, dest_region, dest_profile, dest_part_size),
     )
     observing = observing_settings(
         metrics_file,

@@ -11,15 +11,20 @@ if TYPE_CHECKING:
     from tfbulk.commands.verify import AuditReport
 
 from tfbulk.cli.app import examples
-from tfbulk.cli.inspect import open_existing
 from tfbulk.cli.options import (
     AsJson,
     Dest,
+    DestEndpointUrl,
+    DestProfile,
+    DestRegion,
     State,
+    open_existing,
+    s3_dest,
 )
 from tfbulk.cli.output import print_json
 from tfbulk.display.format import counted
 from tfbulk.invocation import command
+from tfbulk.settings import DEFAULT_REGION
 
 EXAMPLES = examples(
     "tfbulk verify --dest /srv/videos --dry-run       # report only",
@@ -30,7 +35,7 @@ EXAMPLES = examples(
 
 
 def verify_command(
-    dest: Dest = Path("downloads"),
+    dest: Dest = "downloads",
     state: State = None,
     course: Annotated[
         int | None, typer.Option("--course", metavar="ID", help="Only this course.")
@@ -42,14 +47,23 @@ def verify_command(
         bool, typer.Option("--dry-run", help="Report problems; change nothing in the state DB.")
     ] = False,
     as_json: AsJson = False,
+    dest_endpoint_url: DestEndpointUrl = None,
+    dest_region: DestRegion = DEFAULT_REGION,
+    dest_profile: DestProfile = None,
 ) -> int:
     """Re-check finished files against the state DB; requeues missing or damaged ones
     (this changes the state DB: --dry-run only reports)."""
     from tfbulk.commands.verify import audit
 
+    s3 = s3_dest(dest, dest_endpoint_url, dest_region, dest_profile)
     store = open_existing(state, dest)
     try:
-        report = audit(store, dest, full=full, course=course)
+        if s3 is not None:
+            from tfbulk.commands.verify_s3 import audit_bucket
+
+            report = audit_bucket(store, s3, full=full, course=course)
+        else:
+            report = audit(store, Path(dest), full=full, course=course)
         reasons = {p.segment_id: f"verify: {p.reason}" for p in report.problems}
         requeued = store.requeue(reasons) if reasons and not dry_run_flag else 0
     finally:

@@ -496,6 +496,8 @@ def _skew(response: httpx.Response) -> float | None:
 
 
 def _destination_checks(settings: RunSettings, found: _Findings) -> list[Check]:
+    if settings.s3 is not None:
+        return [_bucket_check(settings)]
     dest = settings.dest
     existing = _nearest_existing(dest)
     if existing is None or not existing.is_dir():
@@ -512,6 +514,21 @@ def _destination_checks(settings: RunSettings, found: _Findings) -> list[Check]:
     free = shutil.disk_usage(existing).free
     checks.append(_space(free, settings.limits.min_free_space, found))
     return checks
+
+
+def _bucket_check(settings: RunSettings) -> Check:
+    """--dest s3://…: credentials found and the bucket answering with them (a HEAD)."""
+    from tfbulk.pipeline.s3dest import preflight
+
+    assert settings.s3 is not None
+    where = str(settings.s3.location)
+    try:
+        preflight(settings.s3, settings.tuning)
+    except BadInput as exc:
+        problem, _, fix = str(exc).partition("; ")
+        return Check("destination", "bucket reachable", FAIL, problem, fix or "check --dest")
+    endpoint = settings.s3.endpoint_url or f"S3 in {settings.s3.region}"
+    return Check("destination", "bucket reachable", OK, f"{where} answers at {endpoint}")
 
 
 def _nearest_existing(path: Path) -> Path | None:

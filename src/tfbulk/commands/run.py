@@ -13,7 +13,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -39,10 +39,11 @@ from tfbulk.pipeline.limits import RunLimits
 from tfbulk.pipeline.plan import PlanRow, PlanStats, Template, plan_rows
 from tfbulk.pipeline.retry import FORBIDDEN_HINTS
 from tfbulk.pipeline.snapshot import Snapshot
+from tfbulk.pipeline.transport import CurlTransport
 from tfbulk.pipeline.urls import SegmentUrl, check_covered, segment_urls
 from tfbulk.pipeline.writer import DiskWriter
 from tfbulk.report import DryRunReport, RunReport
-from tfbulk.settings import RunSettings, Scope, Sharing, Tuning
+from tfbulk.settings import RunSettings, Scope, Sharing, Tuning, s3_work_folder
 from tfbulk.signing import Signer
 from tfbulk.state import STATUSES, Status, Store, Summary, open_store, store_exists
 from tfbulk.state.url import is_postgres_url
@@ -108,15 +109,21 @@ def run(settings: RunSettings, observer: Observer, *, handle_signals: bool = Tru
     with contextlib.ExitStack() as held:
         with inputs.snapshot:
             rows = _planned(inputs, settings.scope, stats)
-            dest = held.enter_context(Destination.prepare(settings.dest))
-            dest.lock(shared=is_postgres_url(settings.state))
-            _refuse_linked_state(settings.state, dest)
+            dest = _local_dest(settings, held)
+            if settings.s3 is not None:
+                from tfbulk.pipeline.s3dest import preflight
+
+                preflight(settings.s3, settings.tuning)
             store = open_store(
-                settings.state, create=True, lock=True, dest=dest.root, sharing=_sharing(settings)
+                settings.state,
+                create=True,
+                lock=True,
+                dest=dest.root if dest else s3_work_folder(settings.s3.location),  # type: ignore[union-attr]
+                sharing=_sharing(settings),
             )
             held.callback(store.close)
             store.plan(_reported(rows, observer), inputs.snapshot.course_titles())
-        observer(_run_started(store, settings, dest))
+        observer(_run_started(store, settings))
         result = anyio.run(_download, settings, inputs, dest, store, observer, handle_signals)
         summary = store.summary()
         report = RunReport(
@@ -138,6 +145,17 @@ def run(settings: RunSettings, observer: Observer, *, handle_signals: bool = Tru
 def _sharing(settings: RunSettings) -> Sharing:
     """How this worker joins a shared queue, with its limits published for `status`."""
     return replace(settings.sharing, limits=json.dumps(settings.limits.as_json()))
+
+
+def _local_dest(settings: RunSettings, held: contextlib.ExitStack) -> Destination | None:
+    """The local folder, prepared and locked; None for an s3:// destination (a bucket has
+    no lock: the state DB's own lock, or PostgreSQL's claims, keep runs apart)."""
+    if settings.s3 is not None:
+        return None
+    dest = held.enter_context(Destination.prepare(settings.dest))
+    dest.lock(shared=is_postgres_url(settings.state))
+    _refuse_linked_state(settings.state, dest)
+    return dest
 
 
 def _planned(inputs: _Inputs, scope: Scope, stats: PlanStats) -> Iterator[PlanRow]:
@@ -196,24 +214,22 @@ def _refuse_linked_state(state: str, dest: Destination) -> None:
 async def _download(
     settings: RunSettings,
     inputs: _Inputs,
-    dest: Destination,
+    dest: Destination | None,
     store: Store,
     observer: Observer,
     handle_signals: bool,
 ) -> EngineResult:
     tuning = settings.tuning
-    limits = RunLimits(settings.limits, dest.root)
+    limits = RunLimits(settings.limits, dest.root if dest else None)
     transport = open_transport(tuning, settings.network, limits.receive_buffer)
-    writer = DiskWriter()
-    try:
-        async with transport, anyio.create_task_group() as watchers:
+    async with transport, anyio.create_task_group() as watchers:
+        sink = await _sink(settings, transport, dest, store, limits)
+        try:
             engine = Engine(
                 store=store,
                 signer=inputs.signer,
-                fetcher=Fetcher(
-                    transport, writer, dest, time.time, settings.network.max_file_size, limits
-                ),
-                dest=dest,
+                fetcher=sink.fetcher,
+                dest=sink.dest,  # type: ignore[arg-type]
                 url_of=inputs.url_of,
                 tuning=tuning,
                 observer=observer,
@@ -221,10 +237,43 @@ async def _download(
                 claim_ahead=settings.sharing.max_global is None,
                 limits=limits,
             )
-            result = await _supervised(engine, observer, tuning, handle_signals, watchers)
-    finally:
-        writer.close()
-    return result
+            return await _supervised(engine, observer, tuning, handle_signals, watchers)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await sink.aclose()
+
+
+@dataclass
+class _Sink:
+    """Where bodies go: the fetcher that writes them, the destination, what to close."""
+
+    fetcher: Fetcher
+    dest: object
+    aclose: Callable[[], Awaitable[None]]
+
+
+async def _sink(
+    settings: RunSettings,
+    transport: CurlTransport,
+    dest: Destination | None,
+    store: Store,
+    limits: RunLimits,
+) -> _Sink:
+    max_size = settings.network.max_file_size
+    if settings.s3 is None:
+        assert dest is not None
+        writer = DiskWriter()
+
+        async def close_writer() -> None:
+            writer.close()
+
+        fetcher = Fetcher(transport, writer, dest, time.time, max_size, limits)
+        return _Sink(fetcher, dest, close_writer)
+    from tfbulk.pipeline.s3dest import S3Fetcher, open_sink
+
+    s3, uploads, aclose = await open_sink(settings.s3, settings.tuning, store, settings.state)
+    fetcher = S3Fetcher(transport, uploads, s3, time.time, max_size, limits)  # type: ignore[arg-type]
+    return _Sink(fetcher, s3, aclose)
 
 
 async def _supervised(
@@ -270,7 +319,7 @@ def _exit_code(result: EngineResult, summary: Summary) -> int:
     return ExitCode.FAILED if summary.total_of("failed") else ExitCode.OK
 
 
-def _run_started(store: Store, settings: RunSettings, dest: Destination) -> RunStarted:
+def _run_started(store: Store, settings: RunSettings) -> RunStarted:
     summary = store.summary()
     return RunStarted(
         total=summary.total,
@@ -278,7 +327,8 @@ def _run_started(store: Store, settings: RunSettings, dest: Destination) -> RunS
         failed=summary.total_of("failed"),
         pending=summary.total_of("pending") + summary.total_of("processing"),
         concurrency=settings.tuning.concurrency,
-        dest=str(dest.root),
+        dest=str(settings.s3.location) if settings.s3 else str(settings.dest.resolve()),
+        state=settings.state if settings.s3 else "",
         scope=describe_scope(settings.scope),
         courses=tuple(
             CourseTotals(c.course_id, c.title, c.total, c.done, c.failed) for c in summary.courses

@@ -180,7 +180,7 @@ def _title(started: RunStarted | None) -> str:
         return "tfbulk"
     return (
         f"tfbulk · {counted(started.total, 'segment')} · {started.scope} → {started.dest} · "
-        f"{started.concurrency} at once"
+        f"{started.concurrency} at once" + (f" · state DB {started.state}" if started.state else "")
     )
 
 

@@ -36,6 +36,8 @@ class PlainReporter:
                     f"{event.done:,} done, {event.failed:,} failed, {todo:,} pending · "
                     f"{event.concurrency} at once · limits: {event.limits.describe()}"
                 )
+                if event.state:
+                    self._line(f"state DB: {event.state}")
                 self._start_timer()
             case SegmentFailed():
                 self._line(

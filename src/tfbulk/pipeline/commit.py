@@ -47,11 +47,13 @@ class Committer(Generic[T]):
         self,
         committed: Callable[[list[Ready[T]]], None],
         *,
+        sync: Callable[[list[PartFile]], dict[str, OSError]] = sync_folders,
         max_files: int = MAX_FILES,
         max_wait: float = MAX_WAIT,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._committed = committed
+        self._sync = sync
         self._max_files = max_files
         self._max_wait = max_wait
         self._lock = threading.Condition()
@@ -116,7 +118,7 @@ class Committer(Generic[T]):
         shares = [batch[i::SYNC_THREADS] for i in range(min(SYNC_THREADS, len(batch)))]
         list(self._syncs.map(_publish_all, shares))
         published = [item.part for item in batch if item.error is None]
-        failed_folders = sync_folders(published)
+        failed_folders = self._sync(published)
         for item in batch:
             if item.error is None:
                 item.error = failed_folders.get(item.part.folder)

@@ -266,6 +266,11 @@ class Destination:
                 raise UnsafePath(f"{shown} is in the way: it is not a folder") from None
             raise
 
+    @staticmethod
+    def sync_folders(parts: list[PartFile]) -> dict[str, OSError]:
+        """What makes a batch's renames durable (the committer calls it)."""
+        return sync_folders(parts)
+
     def free_bytes(self) -> int:
         return shutil.disk_usage(self.root).free
 

@@ -135,7 +135,7 @@ class Engine:
     async def run(self) -> EngineResult:
         """Download until the scope's queue is empty or a stop is requested."""
         await self._db(self._store.start_run)
-        self._committer = Committer(self._committed)
+        self._committer = Committer(self._committed, sync=self._dest.sync_folders)
         try:
             async with anyio.create_task_group() as group:
                 self._task_group = group

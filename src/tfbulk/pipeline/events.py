@@ -59,6 +59,7 @@ class RunStarted:
     limits: Limits = field(default_factory=Limits)
     statuses: Mapping[str, int] = field(default_factory=dict)  # the scope's counts by status
     worker: str | None = None  # this worker's id on a shared PostgreSQL queue
+    state: str = ""  # shown at start when it is not under --dest (an s3:// destination)
 
 
 @dataclass(frozen=True, slots=True)

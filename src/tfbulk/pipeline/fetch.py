@@ -66,13 +66,15 @@ class Fetched:
     """A verified body, in its `.part` until the commit makes it final."""
 
     size: int
-    md5: str
+    md5: str | None  # None: not known whole (an S3 upload resumed by another process)
     etag: str | None
     received: int
 
 
 class Fetcher:
     """Runs attempts over one shared transport (connection pool, keep-alive)."""
+
+    body_class: type[_PartBody]
 
     def __init__(
         self,
@@ -98,8 +100,10 @@ class Fetcher:
     ) -> Fetched:
         """Download `url` into `part`; raise AttemptFailed (classified) or DiskError."""
         offset = _resume_offset(part.size, validator)
-        prefix = await anyio.to_thread.run_sync(read_digest, part.fd, offset) if offset else None
-        body = _PartBody(self._files, part, offset, prefix, validator, transfer, remember)
+        prefix = await self.prefix(part, offset) if offset else None
+        if offset and prefix is None:
+            offset = 0
+        body = self.body_class(self._files, part, offset, prefix, validator, transfer, remember)
         headers = [("User-Agent", USER_AGENT), ("Accept-Encoding", "identity")]
         if offset and validator and validator.if_range:
             headers += [("Range", f"bytes={offset}-"), ("If-Range", validator.if_range)]
@@ -113,6 +117,10 @@ class Fetcher:
         if body.writer is None:
             return await self._without_body(response, body)
         return await body.verified()
+
+    async def prefix(self, part: PartFile, offset: int) -> tuple[bytes, hashlib._Hash] | None:
+        """The first bytes and running MD5 of what `part` holds before `offset`."""
+        return await anyio.to_thread.run_sync(read_digest, part.fd, offset)
 
     async def _without_body(self, response: httpx.Response, body: _PartBody) -> Fetched:
         """A response whose body we did not take: an error, or a 416 for a complete `.part`."""
@@ -236,11 +244,11 @@ class _PartBody:
         received = size - self.offset
         try:
             head = self._prefix[0] if self._prefix else writer.head
-            check_body(head, size, self._found.size, writer.digest.hexdigest(), self._found.etag)
+            check_body(head, size, self._found.size, writer.md5, self._found.etag)
         except VerifyError as exc:
             raise AttemptFailed(Kind.INVALID, f"verification failed: {exc}", restart=True) from None
         self.part.size = size
-        return Fetched(size, writer.digest.hexdigest(), self._found.etag, received)
+        return Fetched(size, writer.md5, self._found.etag, received)
 
     async def already_complete(self) -> Fetched:
         """The `.part` holds the whole object (416 for `bytes=<size>-`): verify it as is."""
@@ -294,7 +302,10 @@ class _PartBody:
                 self.part.start_over()
             digest = hashlib.md5(usedforsecurity=False)
             self._prefix = None
-        return self._files.writer.open(self.part.fd, offset, digest, resume)
+        return self._files.writer.open(self.part, offset, digest, resume)
+
+
+Fetcher.body_class = _PartBody
 
 
 def _nothing() -> None:

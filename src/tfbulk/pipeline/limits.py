@@ -112,10 +112,12 @@ class RunLimits:
     request gate, and the byte count the quota is checked against."""
 
     def __init__(
-        self, limits: Limits, root: Path, clock: Callable[[], float] = time.monotonic
+        self, limits: Limits, root: Path | None, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.settings = limits
-        self.disk = DiskReserve(root, limits.min_free_space)
+        # An s3:// destination (no root) has no local disk for the reserve to guard.
+        reserve = limits.min_free_space if root is not None else 0
+        self.disk = DiskReserve(root or Path(), reserve)
         self._bandwidth = Bandwidth(limits.bwlimit, clock) if limits.bwlimit.limited else None
         self._requests = RequestRate(limits.max_rps, clock) if limits.max_rps else None
         self.received = 0

@@ -41,6 +41,7 @@ import httpx
 import pycurl
 
 SINK = "tfbulk.sink"
+UPLOAD = "tfbulk.upload"  # a request body as a buffer, sent without a copy into bytes
 HTTP_VERSIONS = {
     "1.1": pycurl.CURL_HTTP_VERSION_1_1,
     "2": pycurl.CURL_HTTP_VERSION_2TLS,  # HTTP/2 over TLS when offered; HTTP/1.1 otherwise
@@ -53,6 +54,7 @@ STREAM_HIGH_WATER = 1 << 20  # a streamed response pauses with this much unread
 _WEB = pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS
 _DROPPED_HEADERS = frozenset({b"host", b"content-length", b"transfer-encoding"})
 _CREDENTIALS = ("authorization", "cookie", "proxy-authorization")
+_WITH_BODY = frozenset({"PUT", "POST", "DELETE"})
 
 
 class BodySink(Protocol):
@@ -181,11 +183,16 @@ class CurlTransport(httpx.AsyncBaseTransport):
         """Back to the idle list, without the callbacks that would keep the exchange alive."""
         handle.setopt(pycurl.HEADERFUNCTION, _ignore)
         handle.setopt(pycurl.WRITEFUNCTION, _ignore)
+        handle.setopt(pycurl.READFUNCTION, _no_body)
         self._idle.append(handle)
 
 
 def _ignore(_data: bytes) -> None:
     return None
+
+
+def _no_body(_size: int) -> bytes:
+    return b""
 
 
 def _location(response: httpx.Response) -> str | None:
@@ -216,25 +223,53 @@ def _redirected(request: httpx.Request, location: str) -> httpx.Request:
 
 
 def _set_method(handle: pycurl.Curl, request: httpx.Request) -> None:
-    if request.method == "GET":
-        handle.setopt(pycurl.HTTPGET, 1)
-    elif request.method == "HEAD":
+    """GET and HEAD for downloads; PUT, POST and DELETE (a body given whole, as `content`)
+    for the S3 destination's requests. Every call resets what a reused handle had."""
+    handle.setopt(pycurl.HTTPGET, 1)
+    handle.unsetopt(pycurl.CUSTOMREQUEST)
+    method = request.method
+    if method == "GET":
+        return
+    if method == "HEAD":
         handle.setopt(pycurl.NOBODY, 1)
-    else:
+        return
+    if method not in _WITH_BODY:
         raise httpx.UnsupportedProtocol(
-            f"the libcurl transport sends GET and HEAD only, not {request.method}",
+            f"the libcurl transport sends GET, HEAD, PUT, POST and DELETE, not {method}",
             request=request,
         )
+    given = request.extensions.get(UPLOAD)
+    body = memoryview(given if given is not None else request.content)
+    handle.setopt(pycurl.UPLOAD, 1)
+    handle.setopt(pycurl.INFILESIZE_LARGE, len(body))
+    handle.setopt(pycurl.READFUNCTION, _reader(body))
+    if method != "PUT":
+        handle.setopt(pycurl.CUSTOMREQUEST, method)
+
+
+def _reader(body: memoryview) -> Callable[[int], bytes]:
+    """libcurl's READFUNCTION over `body`: piece after piece, then b"" (the end)."""
+    position = 0
+
+    def read(size: int) -> bytes:
+        nonlocal position
+        piece = body[position : position + size]
+        position += len(piece)
+        return piece.tobytes()
+
+    return read
 
 
 def _header_lines(request: httpx.Request) -> list[str]:
     """The request's headers as libcurl takes them; Host and framing are libcurl's to set,
     so that a redirect to another host never carries this one's Host."""
-    return [
+    lines = [
         f"{name.decode('latin-1')}: {value.decode('latin-1')}"
         for name, value in request.headers.raw
         if name.lower() not in _DROPPED_HEADERS
     ]
+    # An upload goes at once: no `Expect: 100-continue` round trip before each part.
+    return [*lines, "Expect:"] if request.method in _WITH_BODY else lines
 
 
 def _proxies_from_environment() -> dict[str, str]:

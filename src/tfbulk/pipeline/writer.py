@@ -19,6 +19,10 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tfbulk.pipeline.destination import PartFile
 
 BATCH = 256 * 1024  # bytes received before a hand-off to the writer thread
 BACKLOG = 2 * BATCH  # queued and not yet written: over this the transfer pauses
@@ -49,13 +53,13 @@ class DiskWriter:
         self._next = itertools.cycle(self._queues)
 
     def open(
-        self, fd: int, offset: int, digest: hashlib._Hash, resume: Callable[[], None]
+        self, part: PartFile, offset: int, digest: hashlib._Hash, resume: Callable[[], None]
     ) -> PartWriter:
-        """A writer for `fd`, positioned at `offset`, its MD5 already fed the bytes before it.
+        """A writer for `part`, positioned at `offset`, its MD5 already fed the bytes before it.
 
         `resume` wakes the paused transfer; it is called on the event loop thread."""
         loop = asyncio.get_running_loop()
-        writer = PartWriter(fd, offset, digest, next(self._next), loop, resume, self._open)
+        writer = PartWriter(part.fd, offset, digest, next(self._next), loop, resume, self._open)
         self._open.add(writer)
         if self._tick is None:
             self._tick = loop.call_later(INTERVAL, self._hand_off_stalled, loop)
@@ -121,6 +125,11 @@ class PartWriter:
         self._paused = False
         self._end = offset
         self._advised = offset
+
+    @property
+    def md5(self) -> str:
+        """The MD5 of everything in the `.part` (after `finish`)."""
+        return self.digest.hexdigest()
 
     # -- the loop's side ---------------------------------------------------------------
 

@@ -98,6 +98,49 @@ def canonical_request(method: str, path: str, query: str, host: str) -> str:
     )
 
 
+def sign_request(
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    credentials: AwsCredentials,
+    region: str,
+    now: float,
+) -> dict[str, str]:
+    """The headers that authenticate a request with SigV4 (the `Authorization` header):
+    `headers` (lower-case names) are all signed, with `host`; the payload goes unsigned
+    (`UNSIGNED-PAYLOAD`: its integrity is the Content-MD5 the caller puts in `headers`),
+    as botocore's S3 signer does over HTTPS."""
+    parts = urlsplit(url)
+    amz_date = time.strftime(AMZ_DATE, time.gmtime(now))
+    signed = {
+        **{name.lower(): " ".join(value.split()) for name, value in headers.items()},
+        "host": _host(parts),
+        "x-amz-content-sha256": UNSIGNED_PAYLOAD,
+        "x-amz-date": amz_date,
+    }
+    if credentials.token is not None:
+        signed["x-amz-security-token"] = credentials.token
+    names = sorted(signed)
+    pairs = sorted(pair.partition("=")[::2] for pair in parts.query.split("&") if pair)
+    canonical = "\n".join(
+        [
+            method.upper(),
+            parts.path or "/",
+            "&".join(f"{name}={value}" for name, value in pairs),
+            "".join(f"{name}:{signed[name]}\n" for name in names),
+            ";".join(names),
+            UNSIGNED_PAYLOAD,
+        ]
+    )
+    signature = _signature(credentials.secret_key, amz_date, region, canonical)
+    authorization = (
+        f"{ALGORITHM} Credential={credentials.access_key}/{_scope(amz_date, region)}, "
+        f"SignedHeaders={';'.join(names)}, Signature={signature}"
+    )
+    added = {name: signed[name] for name in signed if name not in headers and name != "host"}
+    return {**added, "authorization": authorization}
+
+
 def _encode(name: str, value: str) -> str:
     return f"{quote(name, safe=_QUERY_SAFE)}={quote(value, safe=_QUERY_SAFE)}"
 

@@ -1,0 +1,444 @@
+"""--dest s3://BUCKET/PREFIX: downloads streamed into an S3-compatible store.
+
+The second kind of destination beside the local folder, for the same engine. A body is
+cut into parts as it arrives: a body smaller than one part goes up in a single PUT, a
+larger one as a multipart upload, one part in flight per download (the transfer pauses
+while its part uploads), so a download holds about two parts in memory (the one being
+gathered and the one going up) whatever its size. Every part carries its Content-MD5;
+the whole body is checked like a local one (length, container, the source's MD5 when its
+ETag is one) before it is made visible, and the object appears only with the PUT or the
+CompleteMultipartUpload that ends a verified fetch. Nothing is written to the local disk.
+
+An upload that did not end in an object (a failed attempt started over, a failed
+segment, a stopped run) is aborted before the run ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import anyio
+import anyio.from_thread
+import httpx
+
+from tfbulk.credentials import load_aws_credentials
+from tfbulk.errors import BadInput
+from tfbulk.pipeline.checks import HEAD_SIZE, MIN_SIZE
+from tfbulk.pipeline.destination import Existing
+from tfbulk.pipeline.events import Transfer
+from tfbulk.pipeline.fetch import Fetched, Fetcher, Validator, _PartBody
+from tfbulk.pipeline.retry import AttemptFailed, Kind
+from tfbulk.pipeline.s3client import Bucket, S3Client, S3Error
+from tfbulk.pipeline.s3resume import Recorded, UploadLog
+from tfbulk.pipeline.transport import CurlOptions, CurlTransport
+from tfbulk.settings import S3_SCHEME, S3Dest, S3Location, Tuning
+from tfbulk.signing import redact
+from tfbulk.signing.s3 import AwsCredentials
+from tfbulk.state import Status, Store
+
+MAX_PARTS = 10_000
+
+
+@dataclass(eq=False)
+class S3Part:
+    """The S3 counterpart of a `.part`: one claim's object and its upload so far.
+
+    `size` is what is already stored in finished parts (0 until a multipart upload has
+    one): a new attempt continues from there. `pending` is a body smaller than a part,
+    held for its PUT once verified.
+    """
+
+    dest: S3Destination
+    key: str
+    size: int = 0
+    upload_id: str | None = None
+    etags: list[str] = field(default_factory=list)
+    pending: tuple[bytes, bytes] | None = None  # (body, its MD5 digest)
+    published: bool = False
+    head: bytes = b""  # the body's first bytes, for the container check of a resume
+    digest: hashlib._Hash | None = None  # the running MD5 of the `size` bytes stored
+    md5_partial: bool = False  # resumed from another run: the MD5 misses what it stored
+
+    @property
+    def final(self) -> str:
+        return f"{S3_SCHEME}{self.dest.location.bucket}/{self.key}"
+
+    @property
+    def folder(self) -> str:
+        """No folder to sync: the group commit only records the batch."""
+        return ""
+
+    @property
+    def path(self) -> str:
+        return self.final
+
+    def start_over(self) -> None:
+        """Drop the upload so far (aborted in the background); the next attempt starts at 0."""
+        self._drop_upload()
+        self.size, self.pending, self.head, self.digest = 0, None, b"", None
+        self.md5_partial = False
+
+    def continue_at(self, offset: int) -> None:
+        assert offset == self.size
+
+    def publish(self) -> None:
+        """The object was made visible by the fetch itself (see S3Fetcher)."""
+
+    def close(self) -> None:
+        """Done with this claim. An upload with finished parts stays for the next claim to
+        resume (the run's end aborts those of failed segments); one without is aborted."""
+        if not self.published and not self.etags:
+            self._drop_upload()
+        self.pending = None
+
+    def _drop_upload(self) -> None:
+        if self.upload_id is not None:
+            self.dest.abort_soon(self.key, self.upload_id)
+        self.upload_id, self.etags = None, []
+
+    async def make_visible(self, client: S3Client) -> str:
+        """PUT the held body, or complete the multipart upload: the object appears now."""
+        if self.upload_id is not None:
+            etag = await client.complete(self.key, self.upload_id, self.etags)
+            await anyio.to_thread.run_sync(self.dest.log.forget, self.key, self.upload_id)
+        else:
+            assert self.pending is not None
+            body, md5 = self.pending
+            etag = await client.put(self.key, body, md5)
+        self.published, self.pending, self.upload_id = True, None, None
+        return etag
+
+
+class S3Destination:
+    """The bucket and prefix of a run: where planned paths go, what is already there, and
+    the aborts of uploads that will not be completed."""
+
+    def __init__(self, location: S3Location, client: S3Client, log: UploadLog) -> None:
+        self.location = location
+        self.client = client
+        self.log = log
+        self.root = str(location)
+        self._aborts: set[asyncio.Task[None]] = set()
+        self._loop = asyncio.get_running_loop()
+
+    def open(self, relative: str, *, known_size: int | None, replace: bool) -> S3Part | Existing:
+        """On a worker thread of the run: the object already there with the expected size
+        (`skipped`, unless `replace`), else a new upload to it. A HEAD that fails counts as
+        no object: the download then meets the same trouble and is retried as usual."""
+        key = self.location.key(relative)
+        if not replace:
+            try:
+                size = anyio.from_thread.run(self.client.head, key)
+            except (S3Error, httpx.HTTPError):
+                size = None
+            if size is not None and size == (known_size or max(size, MIN_SIZE)):
+                return Existing(size)
+        recorded = self.log.find(key)
+        if recorded is None:
+            return S3Part(self, key)
+        return S3Part(
+            self, key, recorded.stored, recorded.upload_id, list(recorded.etags), head=recorded.head
+        )
+
+    def abort_soon(self, key: str, upload_id: str) -> None:
+        """Abort an upload in the background; `drain` waits for it."""
+        task = self._loop.create_task(self._abort(key, upload_id))
+        self._aborts.add(task)
+        task.add_done_callback(self._aborts.discard)
+
+    async def _abort(self, key: str, upload_id: str) -> None:
+        # Should this fail, the bucket's lifecycle rule for incomplete uploads is the backstop.
+        with contextlib.suppress(S3Error, httpx.HTTPError):
+            await self.client.abort(key, upload_id)
+            await anyio.to_thread.run_sync(self.log.forget, key, upload_id)
+
+    async def sweep(self, store: Store) -> None:
+        """Abort the recorded uploads of segments that failed: they will not be resumed
+        (`tfbulk retry` starts them afresh)."""
+        recorded = await anyio.to_thread.run_sync(self.log.keys)
+        if not recorded:
+            return
+        failed = await anyio.to_thread.run_sync(lambda: store.records(status=Status.FAILED))
+        for record in failed:
+            key = self.location.key(record.path) if record.path else None
+            found = await anyio.to_thread.run_sync(self.log.find, key) if key in recorded else None
+            if key is not None and found is not None:
+                self.abort_soon(key, found.upload_id)
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Wait for the aborts under way (the end of a run)."""
+        while self._aborts:
+            await asyncio.gather(*list(self._aborts), return_exceptions=True)
+
+    @staticmethod
+    def sync_folders(_parts: list[object]) -> dict[str, OSError]:
+        return {}
+
+    def raise_if_disk(self, exc: OSError, path: object) -> None:
+        """No local disk here: nothing stops the run for it."""
+
+    def close(self) -> None:
+        """Nothing held open: the transport belongs to the run."""
+
+
+class S3Writer:
+    """The S3 counterpart of the DiskWriter: parts of `part_size` bytes, one in flight a
+    download, MD5s computed off the event loop."""
+
+    def __init__(self, client: S3Client, part_size: int) -> None:
+        self.client = client
+        self.part_size = part_size
+
+    def open(
+        self, part: S3Part, offset: int, digest: hashlib._Hash, resume: Callable[[], None]
+    ) -> PartUploader:
+        assert offset == part.size
+        part.digest = digest
+        return PartUploader(self, part, digest, resume)
+
+    def close(self) -> None:
+        """Nothing to stop: uploads run on the event loop."""
+
+
+class PartUploader:
+    """One attempt's body going up: `take` on the loop; a full part uploads while the
+    transfer waits (take says False), then it is woken."""
+
+    def __init__(
+        self, writer: S3Writer, part: S3Part, digest: hashlib._Hash, resume: Callable[[], None]
+    ) -> None:
+        self._writer = writer
+        self._part = part
+        self.digest = digest
+        self._resume = resume
+        self._pieces: list[bytes] = []  # the part being filled, as it came
+        self._filled = 0
+        self._uploading: asyncio.Task[None] | None = None
+        self.error: BaseException | None = None
+
+    @property
+    def head(self) -> bytes:
+        return self._part.head
+
+    @property
+    def md5(self) -> str | None:
+        """The whole body's MD5, unless part of it was stored by an earlier run."""
+        return None if self._part.md5_partial else self.digest.hexdigest()
+
+    def take(self, chunk: bytes) -> bool:
+        if self.error is not None:
+            raise self.error
+        if self._uploading is not None:
+            return False
+        if len(self._part.head) < HEAD_SIZE:
+            self._part.head += chunk[: HEAD_SIZE - len(self._part.head)]
+        room = self._writer.part_size - self._filled
+        self._pieces.append(chunk if len(chunk) <= room else chunk[:room])
+        self._filled += min(len(chunk), room)
+        if len(chunk) >= room:  # this part is full: up it goes, the transfer waits
+            body = b"".join(self._pieces)
+            rest = chunk[room:]
+            self._pieces, self._filled = ([rest], len(rest)) if rest else ([], 0)
+            self._uploading = asyncio.get_running_loop().create_task(self._upload(body))
+        return True
+
+    async def _upload(self, body: bytes) -> None:
+        try:
+            await self._upload_part(body)
+        except BaseException as exc:
+            self.error = _failure(exc)
+        finally:
+            self._uploading = None
+            self._resume()
+
+    async def _upload_part(self, body: bytes) -> None:
+        md5 = await anyio.to_thread.run_sync(_digest, self.digest, body)
+        part, client = self._part, self._writer.client
+        if len(part.etags) >= MAX_PARTS:
+            raise AttemptFailed(
+                Kind.INVALID,
+                f"more than {MAX_PARTS:,} parts: raise --dest-part-size",
+                permanent=True,
+            )
+        if part.upload_id is None:
+            part.upload_id = await client.create_upload(part.key)
+        etag = await client.upload_part(part.key, part.upload_id, len(part.etags) + 1, body, md5)
+        part.etags.append(etag)
+        part.size += len(body)
+        upload = Recorded(part.upload_id, part.head, list(part.etags), part.size)
+        await anyio.to_thread.run_sync(part.dest.log.save, part.key, upload)
+
+    async def finish(self) -> None:
+        """Every byte taken is digested; the last part is up (or held, for a small body's
+        PUT once verified). Raises the first upload error."""
+        if self._uploading is not None:
+            await self._uploading
+        if self.error is not None:
+            raise self.error
+        tail = b"".join(self._pieces)
+        self._pieces, self._filled = [], 0
+        if self._part.upload_id is not None or len(self._part.etags):
+            if tail:
+                await self._upload_part(tail)
+        else:
+            self._part.pending = (tail, await anyio.to_thread.run_sync(_digest, self.digest, tail))
+
+    async def abandon(self) -> None:
+        """After a failed attempt: the part in flight ends; the bytes after it are dropped
+        (a new attempt continues at the last part boundary)."""
+        if self._uploading is not None:
+            await asyncio.gather(self._uploading, return_exceptions=True)
+        self._pieces, self._filled = [], 0
+
+
+def _digest(whole: hashlib._Hash, body: bytes) -> bytes:
+    """Feed the body's running MD5 and return the part's own (on a worker thread)."""
+    whole.update(body)
+    return hashlib.md5(body, usedforsecurity=False).digest()
+
+
+class _S3Body(_PartBody):
+    """The fetch's sink for an S3 part: what a failed attempt keeps is what is uploaded."""
+
+    async def keep(self) -> None:
+        if self.writer is not None:
+            await self.writer.abandon()  # type: ignore[attr-defined]
+
+
+class S3Fetcher(Fetcher):
+    """A fetch whose verified body becomes an object before it returns."""
+
+    body_class = _S3Body
+
+    async def prefix(  # type: ignore[override]
+        self, part: S3Part, offset: int
+    ) -> tuple[bytes, hashlib._Hash] | None:
+        """What the parts stored so far (`offset` bytes) began with, and their running MD5."""
+        assert offset == part.size
+        if part.digest is None:  # stored by an earlier run: its bytes are not here to hash
+            part.md5_partial = True
+            return part.head, hashlib.md5(usedforsecurity=False)
+        return part.head, part.digest
+
+    async def fetch(
+        self,
+        url: str,
+        part: S3Part,  # type: ignore[override]
+        validator: Validator | None,
+        transfer: Transfer,
+        remember: Callable[[Validator], None],
+    ) -> Fetched:
+        fetched = await super().fetch(url, part, validator, transfer, remember)  # type: ignore[arg-type]
+        try:
+            await part.make_visible(self._dest.client)  # type: ignore[attr-defined]
+        except BaseException as exc:
+            failure = _failure(exc)
+            if isinstance(failure, AttemptFailed):
+                failure.restart = True  # the upload is not resumed past its completion
+            raise failure from None
+        return fetched
+
+
+def _failure(exc: BaseException) -> BaseException:
+    """An S3 or connection error while storing, as the AttemptFailed the engine decides on."""
+    match exc:
+        case AttemptFailed():
+            return exc
+        case S3Error(code="NoSuchUpload"):  # aborted meanwhile: its record was stale
+            return AttemptFailed(
+                Kind.NETWORK, f"storing the object: {exc}; starting over", restart=True
+            )
+        case S3Error():
+            # The store's refusals are not the CDN's: a 403 or 404 here is about the
+            # bucket, not the URL's signature or the video (which "forbidden"/"gone" mean).
+            kind = Kind.SERVER if exc.status == 429 or exc.status >= 500 else Kind.CLIENT
+            return AttemptFailed(kind, f"storing the object: {exc}")
+        case httpx.TransportError():
+            detail = redact(str(exc)) or type(exc).__name__
+            return AttemptFailed(Kind.NETWORK, f"storing the object: connection error: {detail}")
+    return exc
+
+
+def preflight(settings: S3Dest, tuning: Tuning) -> None:
+    """Before the state DB is touched: credentials found and the bucket answering with
+    them, or exit 2 with the one thing to fix."""
+
+    async def check() -> None:
+        client = open_client(settings, load_credentials(settings), tuning)
+        try:
+            await check_reachable(settings, client)
+        finally:
+            await client.aclose()
+
+    anyio.run(check)
+
+
+async def open_sink(
+    settings: S3Dest, tuning: Tuning, store: Store, state: str
+) -> tuple[S3Destination, S3Writer, Callable[[], Awaitable[None]]]:
+    """On the run's event loop: the destination and writer of an S3 run, and what ends
+    them (failed segments' uploads aborted, the uploads' transport closed). Uploads of
+    segments that failed since they were recorded are aborted first."""
+    client = open_client(settings, load_credentials(settings), tuning)
+    log = await anyio.to_thread.run_sync(UploadLog, state)
+    dest = S3Destination(settings.location, client, log)
+    await dest.sweep(store)
+
+    async def aclose() -> None:
+        await dest.drain()
+        await dest.sweep(store)
+        await client.aclose()
+        log.close()
+
+    return dest, S3Writer(client, settings.part_size), aclose
+
+
+def load_credentials(settings: S3Dest) -> AwsCredentials:
+    """The destination's AWS credentials, or exit 2 naming where they were looked for."""
+    return load_aws_credentials(settings.profile, ("--dest s3://", "--dest-profile"))[0]
+
+
+def open_client(settings: S3Dest, credentials: AwsCredentials, tuning: Tuning) -> S3Client:
+    """The destination's client over a transport of its own (uploads never wait behind
+    downloads for a connection), HTTP/1.1 as S3 speaks it."""
+    transport = CurlTransport(
+        CurlOptions(
+            http_version="1.1",
+            max_connections=tuning.concurrency,
+            read_timeout=tuning.read_timeout,
+            connect_timeout=tuning.connect_timeout,
+        )
+    )
+    bucket = Bucket(settings.location.bucket, settings.region, settings.endpoint_url)
+    return S3Client(transport, bucket, credentials, time.time)
+
+
+async def check_reachable(settings: S3Dest, client: S3Client) -> None:
+    """Before anything is written: the bucket answers, or exit 2 with what to fix."""
+    where = settings.endpoint_url or f"S3 in {settings.region}"
+    try:
+        await client.check_bucket()
+    except httpx.TransportError as exc:
+        detail = redact(str(exc)) or type(exc).__name__
+        raise BadInput(
+            f"--dest {settings.location}: cannot reach {where} ({detail}); "
+            "check --dest-endpoint-url and the network"
+        ) from None
+    except S3Error as exc:
+        hint = _BUCKET_HINTS.get(exc.status, "check --dest, --dest-region and the credentials")
+        raise BadInput(
+            f"--dest {settings.location}: {where} said HTTP {exc.status}; {hint}"
+        ) from None
+
+
+_BUCKET_HINTS = {
+    403: "the credentials may not use this bucket: check AWS_* or --dest-profile",
+    404: "there is no such bucket: create it or fix --dest",
+    301: "the bucket is in another region: set --dest-region",
+}

@@ -1,0 +1,104 @@
+"""Multipart uploads under way, kept in the state DB: what a killed run resumes from.
+
+One table of its own, created if missing by whoever opens it first (SQLite or PostgreSQL,
+the same state DB as --state), so it needs nothing from the store's migrations:
+
+    s3_uploads(object_key TEXT PRIMARY KEY, upload_id TEXT, head BLOB/BYTEA,
+               part_etags TEXT (JSON list, part 1 first), stored BIGINT, updated REAL)
+
+A row is written after each part S3 accepted, and deleted when the upload is completed
+or aborted. `stored` is where a resumed download continues (a part boundary).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from tfbulk.state.url import is_postgres_url
+
+_COLUMNS = "object_key, upload_id, head, part_etags, stored, updated"
+
+
+def _schema(blob: str) -> str:
+    return (
+        "CREATE TABLE IF NOT EXISTS s3_uploads (object_key TEXT PRIMARY KEY, "
+        f"upload_id TEXT NOT NULL, head {blob} NOT NULL, part_etags TEXT NOT NULL, "
+        "stored BIGINT NOT NULL, updated DOUBLE PRECISION NOT NULL)"
+    )
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """An upload with finished parts: its ID, the body's first bytes, the parts' ETags,
+    and the bytes they hold."""
+
+    upload_id: str
+    head: bytes
+    etags: list[str]
+    stored: int
+
+
+class UploadLog:
+    """The s3_uploads table of one state DB; its calls may come from any thread."""
+
+    def __init__(self, spec: str) -> None:
+        self._lock = threading.Lock()
+        if is_postgres_url(spec):
+            import psycopg
+
+            self._conn: Any = psycopg.connect(spec, autocommit=True)
+            self._mark = "%s"
+            self._run(_schema("BYTEA"))
+        else:
+            self._conn = sqlite3.connect(
+                spec, timeout=30, isolation_level=None, check_same_thread=False
+            )
+            self._mark = "?"
+            self._run("PRAGMA busy_timeout = 30000")
+            self._run(_schema("BLOB"))
+
+    def find(self, key: str) -> Recorded | None:
+        rows = self._run(f"SELECT {_COLUMNS} FROM s3_uploads WHERE object_key = {self._mark}", key)
+        return _recorded(rows[0]) if rows else None
+
+    def keys(self) -> set[str]:
+        return {row[0] for row in self._run("SELECT object_key FROM s3_uploads")}
+
+    def save(self, key: str, upload: Recorded) -> None:
+        marks = ", ".join([self._mark] * 6)
+        self._run(
+            f"INSERT INTO s3_uploads ({_COLUMNS}) VALUES ({marks}) ON CONFLICT (object_key) "
+            "DO UPDATE SET upload_id = excluded.upload_id, head = excluded.head, "
+            "part_etags = excluded.part_etags, stored = excluded.stored, "
+            "updated = excluded.updated",
+            key,
+            upload.upload_id,
+            upload.head,
+            json.dumps(upload.etags),
+            upload.stored,
+            time.time(),
+        )
+
+    def forget(self, key: str, upload_id: str) -> None:
+        """Drop the row of this upload (not of a newer one to the same key)."""
+        where = f"object_key = {self._mark} AND upload_id = {self._mark}"
+        self._run(f"DELETE FROM s3_uploads WHERE {where}", key, upload_id)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def _run(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
+        with self._lock:
+            cursor = self._conn.execute(sql, params)
+            rows = cursor.fetchall() if cursor.description else []
+            return [tuple(row) for row in rows]
+
+
+def _recorded(row: tuple[Any, ...]) -> Recorded:
+    return Recorded(row[1], bytes(row[2]), json.loads(row[3]), int(row[4]))

@@ -1,0 +1,35 @@
+"""The s3_uploads table: created idempotently beside the store's tables, rows by key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tfbulk.pipeline.s3resume import Recorded, UploadLog
+from tfbulk.state import open_store
+
+
+def test_rows_survive_a_reopen_and_the_store_is_untouched(tmp_path: Path) -> None:
+    state = tmp_path / "state.db"
+    open_store(str(state), create=True, lock=False).close()
+    log = UploadLog(str(state))
+    log.save("a/1.mp4", Recorded("up-1", b"\0\0\0\x18ftyp", ['"e1"'], 5 << 20))
+    log.save("a/1.mp4", Recorded("up-1", b"\0\0\0\x18ftyp", ['"e1"', '"e2"'], 10 << 20))
+    log.close()
+    again = UploadLog(str(state))  # CREATE TABLE IF NOT EXISTS: a second open is fine
+    assert again.find("a/1.mp4") == Recorded("up-1", b"\0\0\0\x18ftyp", ['"e1"', '"e2"'], 10 << 20)
+    assert again.find("a/2.mp4") is None
+    assert again.keys() == {"a/1.mp4"}
+    again.close()
+    store = open_store(str(state), create=False, lock=False)
+    assert store.summary().total == 0
+    store.close()
+
+
+def test_forget_drops_only_that_upload(tmp_path: Path) -> None:
+    log = UploadLog(str(tmp_path / "state.db"))
+    log.save("k", Recorded("new", b"h", ['"e"'], 1))
+    log.forget("k", "old")  # an abort of an earlier upload to the same key
+    assert log.find("k") is not None
+    log.forget("k", "new")
+    assert log.find("k") is None
+    log.close()
