@@ -58,8 +58,8 @@ class S3Workspace(Workspace):
     def tfbulk(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None) -> Result:
         return super().tfbulk(*args, timeout=timeout, env=self.aws(env))
 
-    def cli(self, *args: str, env: dict[str, str] | None = None) -> Result:
-        return super().cli(*args, env=self.aws(env))
+    def cli(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None) -> Result:
+        return super().cli(*args, timeout=timeout, env=self.aws(env))
 
     def url_path(self, segment_id: int) -> str:
         course, video = next(
