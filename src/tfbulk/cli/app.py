@@ -10,16 +10,12 @@ or the verifier.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import Annotated, NoReturn
 
 import typer
 
 from tfbulk import __version__
 from tfbulk.errors import ExitCode, TfbulkError
-
-if TYPE_CHECKING:
-    pass
-
 
 app = typer.Typer(
     name="tfbulk",
