@@ -1,23 +1,30 @@
 """Shared fixtures: throw-away key pairs, the signature-checking origin, a workspace.
 
-End-to-end tests drive the real `tfbulk` CLI in a subprocess against the real origin on
-127.0.0.1, so exit codes, signals and stdout/stderr are exactly what users get.
+End-to-end tests drive the real `tfbulk` CLI against the real origin on 127.0.0.1. Commands
+that only read, sign or refuse bad input run in-process (`ws.cli`, through tfbulk's own entry
+point, so the one-line errors and exit codes are the users'); downloads, signals, locks and
+kill -9 run in a subprocess (`ws.tfbulk`, `ws.run`, `ws.start`), as users run them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
 import json
 import os
 import sqlite3
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from tfbulk.cli import main as cli_main
 from tfbulk.credentials import write_key_pair
 from tfbulk.origin import Origin, SyntheticContent
 from tfbulk.origin.sample import SampleCourse, guitar_catalogue, write_snapshot
@@ -133,8 +140,13 @@ class Workspace:
         )
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
-    def run(self, *extra: str, **kwargs: object) -> Result:
-        return self.tfbulk(*self.run_args(*extra), **kwargs)  # type: ignore[arg-type]
+    def cli(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None) -> Result:
+        """Run `tfbulk ARGS` in this process: no interpreter start-up, same entry point."""
+        return run_in_process(list(args), cwd=self.root, env=env, timeout=timeout)
+
+    def run(self, *extra: str, timeout: float = 120, env: dict[str, str] | None = None) -> Result:
+        """`tfbulk run` in-process; `start` is the one for signals, locks and kill -9."""
+        return self.cli(*self.run_args(*extra), timeout=timeout, env=env)
 
     def start(self, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         """Start `tfbulk run` in the background (for signals, locks, kill -9)."""
@@ -193,6 +205,36 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env.pop("COLUMNS", None)
     env.update(extra or {})
     return env
+
+
+def run_in_process(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> Result:
+    """`tfbulk.cli.main(args)` with its own stdin, stdout, stderr and environment.
+
+    The environment is the one `child_env` gives a subprocess; an unexpected exception
+    becomes a traceback on stderr and exit 1, as `python -m tfbulk` would show it. A command
+    still running after `timeout` is a hang: every thread's stack is dumped and pytest exits,
+    as a subprocess's timeout would have failed the test instead of stalling CI.
+    """
+    overrides: dict[str, str | None] = {k: None for k in os.environ if k.startswith("TFBULK_")}
+    overrides.update({"PYTHONUNBUFFERED": "1", "NO_COLOR": "1", "COLUMNS": None})
+    overrides.update(env or {})
+    with CliRunner().isolation(env=overrides) as (out, err, _), contextlib.chdir(cwd):
+        faulthandler.dump_traceback_later(timeout, exit=True, file=sys.__stderr__)
+        try:
+            cli_main(args)
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        except Exception:
+            sys.stderr.write(traceback.format_exc())
+            code = 1
+        finally:
+            faulthandler.cancel_dump_traceback_later()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return Result(code, out.getvalue().decode(), err.getvalue().decode())
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
-from tests.conftest import Result, child_env
+from tests.conftest import Result, child_env, run_in_process
 from tfbulk.origin.sample import SampleCourse, SampleSegment, write_snapshot
 
 Then = Literal["keep", "close", "reset", "stall"]
@@ -387,7 +387,7 @@ class HostileRun:
 
     def failed(self) -> dict[int, dict]:
         """`tfbulk failed --json`, by segment id."""
-        data = json.loads(self.tfbulk("failed", "--dest", str(self.dest), "--json").stdout)
+        data = run_in_process(["failed", "--dest", str(self.dest), "--json"], cwd=self.root).json
         return {item["segment_id"]: item for item in data}
 
     def failures(self) -> dict[int, str]:

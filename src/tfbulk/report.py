@@ -58,7 +58,7 @@ class DryRunReport:
     existing: Summary
     warnings: list[str]
 
-    def as_json(self) -> dict[str, object]:
+    def as_json(self) -> dict[str, int]:
         done = self.existing.total_of("success") + self.existing.total_of("skipped")
         return {
             "courses": len(self.stats.courses),

@@ -280,7 +280,7 @@ class Timetable:
             size -= rate * span
             seconds += span
             minute += span / 60
-        return seconds + size / rate
+        return seconds + size / rate if rate else None
 
     def describe(self) -> str:
         """As the user wrote it, normalised: `1 MiB/s`, or `08:00 512 KiB/s, 19:00 off`."""

@@ -163,7 +163,7 @@ def test_bad_input_exits_2_with_one_line(ws: Workspace, case: str) -> None:
     build, needle = CASES[case]
     args = build(ws)
     snapshot_before = ws.snapshot.read_bytes() if ws.snapshot.exists() else None
-    result = ws.tfbulk(*args)
+    result = ws.cli(*args)
     assert result.code == 2, (result.stdout, result.stderr)
     assert needle in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
@@ -185,7 +185,7 @@ def test_video_that_escapes_dest_fails_that_segment_only(ws: Workspace) -> None:
     assert data["failed"] == 1 and data["success"] == 1
     assert (ws.dest / "blues" / "lesson_01.mp4").exists()
     assert not list(ws.root.rglob("evil*"))
-    failed = ws.tfbulk("failed", "--dest", str(ws.dest), "--json").json
+    failed = ws.cli("failed", "--dest", str(ws.dest), "--json").json
     assert failed[0]["segment_id"] == 9001
     assert "climbs out of the destination" in failed[0]["error"]
     assert ws.url_path(9001) not in {r.path for r in ws.origin.log}
@@ -193,7 +193,7 @@ def test_video_that_escapes_dest_fails_that_segment_only(ws: Workspace) -> None:
 
 
 def test_status_without_state_db(ws: Workspace) -> None:
-    result = ws.tfbulk("status", "--dest", str(ws.dest))
+    result = ws.cli("status", "--dest", str(ws.dest))
     assert result.code == 2
     assert "no state DB" in result.stderr and "Traceback" not in result.stderr
 
@@ -205,7 +205,7 @@ def test_unwritable_destination(ws: Workspace, tmp_path: Path) -> None:
         locked = tmp_path / "ro"
         locked.mkdir(mode=0o555)
         target = locked / "sub"
-    result = ws.tfbulk(*replace_arg(ws.run_args(), "--dest", str(target)))
+    result = ws.cli(*replace_arg(ws.run_args(), "--dest", str(target)))
     assert result.code == 2
     assert "cannot be created" in result.stderr and str(target) in result.stderr
     assert "Traceback" not in result.stderr

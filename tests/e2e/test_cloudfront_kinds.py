@@ -106,7 +106,7 @@ def sign(ws: Workspace, url: str, *flags: str, keys: Keys | None = None, **kw: o
     material = keys or ws.keys
     key_pair_id = KEY_PAIR_ID if material is ws.keys else EC_KEY_PAIR_ID
     common = ["--key-pair-id", key_pair_id, "--private-key", str(material.private)]
-    result = ws.tfbulk("sign", url, *common, *flags, **kw)  # type: ignore[arg-type]
+    result = ws.cli("sign", url, *common, *flags, **kw)  # type: ignore[arg-type]
     assert result.code == 0, result.stderr
     return result.stdout.strip()
 
@@ -176,7 +176,7 @@ def test_sign_refuses_a_url_not_sent_as_written(
 ) -> None:
     base = ws.origin.base_url
     args = ["--key-pair-id", KEY_PAIR_ID, "--private-key", str(ws.keys.private)]
-    result = ws.tfbulk("sign", base + url, *args)
+    result = ws.cli("sign", base + url, *args)
     assert result.code == 2 and result.stdout == ""
     (line,) = result.stderr.strip().splitlines()
     assert needle in line and line.endswith(f": {base}{encoded}")

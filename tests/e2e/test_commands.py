@@ -24,7 +24,7 @@ def break_two(ws: Workspace) -> list[int]:
 def test_status_json_matches_the_contract(ws: Workspace) -> None:
     broken = break_two(ws)
     assert ws.run().code == 1
-    status = ws.tfbulk("status", "--dest", str(ws.dest), "--json")
+    status = ws.cli("status", "--dest", str(ws.dest), "--json")
     assert status.code == 0
     data = status.json
     for key in ("total", "success", "skipped", "failed", "pending", "processing", "bytes"):
@@ -40,10 +40,10 @@ def test_status_for_one_course_lists_its_segments(ws: Workspace) -> None:
     broken = break_two(ws)
     assert ws.run().code == 1
     course_id = ws.downloadable()[1][0]
-    human = ws.tfbulk("status", "--dest", str(ws.dest), "--course", str(course_id))
+    human = ws.cli("status", "--dest", str(ws.dest), "--course", str(course_id))
     assert human.code == 0
     assert "HTTP 404" in human.stdout and str(broken[0]) in human.stdout
-    data = ws.tfbulk("status", "--dest", str(ws.dest), "--course", str(course_id), "--json").json
+    data = ws.cli("status", "--dest", str(ws.dest), "--course", str(course_id), "--json").json
     rows = {row["segment_id"]: row for row in data["segments"]}
     assert rows[broken[0]]["status"] == "failed"
     assert rows[broken[0]]["attempts"] == 1
@@ -53,15 +53,15 @@ def test_status_for_one_course_lists_its_segments(ws: Workspace) -> None:
 def test_failed_then_retry_then_run_completes(ws: Workspace) -> None:
     broken = break_two(ws)
     assert ws.run().code == 1
-    failed = ws.tfbulk("failed", "--dest", str(ws.dest), "--json")
+    failed = ws.cli("failed", "--dest", str(ws.dest), "--json")
     assert sorted(item["segment_id"] for item in failed.json) == sorted(broken)
     assert all(item["error"].startswith("HTTP 404") for item in failed.json)
     assert all(item["attempts"] == 1 for item in failed.json)
 
-    only_first = ws.tfbulk("retry", "--dest", str(ws.dest), "--segment", str(broken[0]))
+    only_first = ws.cli("retry", "--dest", str(ws.dest), "--segment", str(broken[0]))
     assert only_first.code == 0 and "requeued 1 failed segment" in only_first.stdout
     assert ws.run().code == 1
-    retry_all = ws.tfbulk("retry", "--dest", str(ws.dest), "--json")
+    retry_all = ws.cli("retry", "--dest", str(ws.dest), "--json")
     assert retry_all.json == {"requeued": 1}
     final = ws.run("--json")
     assert final.code == 0 and final.json["failed"] == 0
@@ -72,7 +72,7 @@ def test_state_flag_points_anywhere(ws: Workspace) -> None:
     state = ws.root / "elsewhere" / "jobs.db"
     assert ws.run("--state", str(state)).code == 0
     assert state.exists() and not ws.state.exists()
-    result = ws.tfbulk("status", "--state", str(state), "--json")
+    result = ws.cli("status", "--state", str(state), "--json")
     assert result.json["success"] == len(ws.downloadable())
 
 
@@ -114,10 +114,10 @@ def test_sign_matches_botocore_and_the_origin_accepts_it(ws: Workspace) -> None:
 def test_origin_refuses_expired_and_tampered_signatures(ws: Workspace) -> None:
     url = f"{ws.origin.base_url}/truefire/{ws.downloadable()[0][1]}.mp4"
     common = ["--key-pair-id", KEY_PAIR_ID, "--private-key", str(ws.keys.private)]
-    expired = ws.tfbulk("sign", url, *common, "--expires-at", "1000000000").stdout.strip()
+    expired = ws.cli("sign", url, *common, "--expires-at", "1000000000").stdout.strip()
     response = httpx.get(expired)
     assert response.status_code == 403 and b"expired" in response.content
-    fresh = ws.tfbulk("sign", url, *common).stdout.strip()
+    fresh = ws.cli("sign", url, *common).stdout.strip()
     other = fresh.replace(f"/{ws.downloadable()[0][1]}.mp4", f"/{ws.downloadable()[1][1]}.mp4")
     assert httpx.get(other).status_code == 403
     assert httpx.get(url).status_code == 403

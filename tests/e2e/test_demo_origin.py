@@ -65,7 +65,7 @@ def test_demo_with_faults_exits_1_listing_the_404(ws: Workspace) -> None:
     result = ws.tfbulk("demo", "--dir", str(folder), *SMALL, "--faults", "--json")
     assert result.code == 1, result.stderr
     gone = result.json["demo"]["faults"]["404 (permanent)"]
-    failed = ws.tfbulk("failed", "--dest", str(folder / "videos"), "--json").json
+    failed = ws.cli("failed", "--dest", str(folder / "videos"), "--json").json
     assert [item["segment_id"] for item in failed] == [gone]
     assert result.json["success"] == result.json["total"] - 1
 

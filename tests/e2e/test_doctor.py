@@ -24,7 +24,7 @@ def doctor_args(ws: Workspace, *extra: str) -> list[str]:
 
 
 def doctor(ws: Workspace, *extra: str) -> tuple[Result, dict[str, dict]]:
-    result = ws.tfbulk(*doctor_args(ws, *extra, "--json"))
+    result = ws.cli(*doctor_args(ws, *extra, "--json"))
     checks = {f"{c['area']}: {c['name']}": c for c in result.json["checks"]}
     return result, checks
 
@@ -53,7 +53,7 @@ def test_good_setup_passes_every_check(ws: Workspace) -> None:
 def test_human_output_is_a_table_with_advice(ws: Workspace) -> None:
     args = doctor_args(ws)
     args[args.index("--key-pair-id") : args.index("--key-pair-id") + 2] = []
-    result = ws.tfbulk(*args)
+    result = ws.cli(*args)
     assert result.code == 1
     assert "✗" in result.stdout and "→ pass --key-pair-id" in result.stdout
     assert "1 check failed" in result.stdout
@@ -77,7 +77,7 @@ def test_garbage_key_fails(ws: Workspace) -> None:
     bad.write_text("not a key")
     args = doctor_args(ws, "--json")
     args[args.index("--private-key") + 1] = str(bad)
-    result = ws.tfbulk(*args)
+    result = ws.cli(*args)
     checks = {f"{c['area']}: {c['name']}": c for c in result.json["checks"]}
     assert result.code == 1 and status_of(checks, "signing: private key") == "fail"
 
@@ -97,7 +97,7 @@ def test_world_readable_key_warns_but_passes(ws: Workspace) -> None:
 def test_unwritable_destination_fails(ws: Workspace) -> None:
     args = doctor_args(ws, "--json")
     args[args.index("--dest") + 1] = "/sys/tfbulk-doctor-dest"
-    result = ws.tfbulk(*args)
+    result = ws.cli(*args)
     checks = {f"{c['area']}: {c['name']}": c for c in result.json["checks"]}
     if os.geteuid() != 0 and status_of(checks, "destination: writable") == "ok":
         pytest.skip("/sys is writable here")
@@ -157,7 +157,7 @@ def test_locked_state_names_the_pid(ws: Workspace) -> None:
 def test_probe_403_gets_the_signing_hint(ws: Workspace) -> None:
     args = doctor_args(ws, "--probe", "2", "--json")
     args[args.index("--key-pair-id") + 1] = "KOTHER"
-    result = ws.tfbulk(*args)
+    result = ws.cli(*args)
     assert result.code == 1
     probes = [c for c in result.json["checks"] if c["name"].startswith("segment")]
     assert probes and all("HTTP 403" in c["detail"] for c in probes)
@@ -180,7 +180,7 @@ def test_probe_flags_clock_skew(ws: Workspace, keys) -> None:
 
 
 def doctor_from(ws: Workspace, args: list[str]) -> tuple[Result, dict[str, dict]]:
-    result = ws.tfbulk(*args, "--json")
+    result = ws.cli(*args, "--json")
     return result, {f"{c['area']}: {c['name']}": c for c in result.json["checks"]}
 
 

@@ -30,7 +30,7 @@ def first(ws: Workspace) -> tuple[int, str]:
 
 
 def failed_json(ws: Workspace) -> dict[int, dict]:
-    data = ws.tfbulk("failed", "--dest", str(ws.dest), "--json").json
+    data = ws.cli("failed", "--dest", str(ws.dest), "--json").json
     return {item["segment_id"]: item for item in data}
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from tfbulk.origin.sample import SampleCourse, SampleSegment, guitar_catalogue
 
 
 def failed(ws: Workspace) -> dict[int, dict]:
-    data = ws.tfbulk("failed", "--dest", str(ws.dest), "--json").json
+    data = ws.cli("failed", "--dest", str(ws.dest), "--json").json
     return {item["segment_id"]: item for item in data}
 
 
@@ -151,6 +152,8 @@ def test_a_state_db_that_cannot_be_created_is_exit_2(ws: Workspace, state: str, 
 def test_a_second_run_on_the_same_dest_exits_3_whatever_its_state(ws: Workspace) -> None:
     ws.write_catalogue(guitar_catalogue(3, 12))
     ws.origin.speed = 100_000
+    gate = threading.Event()  # the first run cannot finish before the second has tried
+    ws.origin.add_fault(ws.url_path(ws.downloadable()[-1][1]), Fault(gate=gate))
     first = ws.start("--concurrency", "2")
     try:
         wait_for(lambda: ws.part_files() or ws.final_files(), what="the first run writing")
@@ -160,6 +163,7 @@ def test_a_second_run_on_the_same_dest_exits_3_whatever_its_state(ws: Workspace)
         assert second.stderr.count("\n") == 1
         assert not (ws.root / "elsewhere.db").exists()
     finally:
+        gate.set()
         first.send_signal(signal.SIGINT)
         first.communicate(timeout=30)
 

@@ -202,7 +202,7 @@ def test_background_run_is_observable_with_status(ws: Workspace) -> None:
     proc = ws.start("--concurrency", "2")
     try:
         wait_for(lambda: len(ws.final_files()) >= 2, what="first files")
-        status = ws.tfbulk("status", "--dest", str(ws.dest), "--json")
+        status = ws.cli("status", "--dest", str(ws.dest), "--json")
         assert status.code == 0
         assert status.json["total"] == len(ws.downloadable())
     finally:

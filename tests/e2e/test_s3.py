@@ -46,15 +46,20 @@ class S3Workspace(Workspace):
             *extra,
         ]  # fmt: skip
 
-    def tfbulk(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None) -> Result:
+    def aws(self, env: dict[str, str] | None) -> dict[str, str]:
         """Credentials in the environment unless `env` says otherwise; no AWS files."""
-        aws = {
+        return {
             "AWS_ACCESS_KEY_ID": ACCESS_KEY,
             "AWS_SECRET_ACCESS_KEY": SECRET,
             "AWS_SHARED_CREDENTIALS_FILE": str(self.root / "no-credentials"),
             "AWS_CONFIG_FILE": str(self.root / "no-config"),
-        }
-        return super().tfbulk(*args, timeout=timeout, env=aws | (env or {}))
+        } | (env or {})
+
+    def tfbulk(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None) -> Result:
+        return super().tfbulk(*args, timeout=timeout, env=self.aws(env))
+
+    def cli(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None) -> Result:
+        return super().cli(*args, timeout=timeout, env=self.aws(env))
 
     def url_path(self, segment_id: int) -> str:
         course, video = next(
@@ -129,7 +134,7 @@ def test_wrong_secret_fails_every_segment_with_the_s3_hint(s3: S3Workspace) -> N
     result = s3.run("--retries", "2", "--json", env={"AWS_SECRET_ACCESS_KEY": "not-the-secret"})
     assert result.code == 1
     assert result.json["failed"] == len(s3.downloadable())
-    failed = s3.tfbulk("failed", "--dest", str(s3.dest), "--json").json
+    failed = s3.cli("failed", "--dest", str(s3.dest), "--json").json
     assert {item["error"] for item in failed} == {
         "HTTP 403 Forbidden: The request signature we calculated does not match the signature "
         "you provided. Check your key and signing method. (check the AWS credentials, "
@@ -142,7 +147,7 @@ def test_wrong_secret_fails_every_segment_with_the_s3_hint(s3: S3Workspace) -> N
 def test_wrong_region_is_named_by_the_origin(s3: S3Workspace) -> None:
     result = s3.run("--retries", "1", "--region", "us-east-2")
     assert result.code == 1
-    failed = s3.tfbulk("failed", "--dest", str(s3.dest), "--json").json
+    failed = s3.cli("failed", "--dest", str(s3.dest), "--json").json
     assert failed[0]["error"] == (
         "HTTP 400 Bad Request: Error parsing the X-Amz-Credential parameter; "
         "the region 'us-east-2' is wrong; expecting 'eu-west-1'"
@@ -180,7 +185,7 @@ def test_environment_and_a_profile_configure_an_s3_run(s3: S3Workspace) -> None:
 
 
 def sign(s3: S3Workspace, key: str, *flags: str) -> str:
-    result = s3.tfbulk("sign", "--signer", "s3", "--bucket", BUCKET, *flags, key)
+    result = s3.cli("sign", "--signer", "s3", "--bucket", BUCKET, *flags, key)
     assert result.code == 0, result.stderr
     return result.stdout.strip()
 
@@ -255,7 +260,7 @@ def test_bad_s3_input_exits_2_with_one_line(s3: S3Workspace, case: str) -> None:
     extra, env, needle = BAD_INPUT[case]
     args = s3.run_args()
     args = drop(args, "--bucket") if extra == ["--bucket-dropped"] else [*args, *extra]
-    result = s3.tfbulk(*args, env=env)
+    result = s3.cli(*args, env=env)
     assert result.code == 2, (result.stdout, result.stderr)
     assert needle in result.stderr
     lines = result.stderr.strip().splitlines()
@@ -275,7 +280,7 @@ def test_bad_s3_input_exits_2_with_one_line(s3: S3Workspace, case: str) -> None:
     ],
 )
 def test_bad_sign_input_exits_2(s3: S3Workspace, args: list[str], needle: str) -> None:
-    result = s3.tfbulk("sign", "--signer", "s3", "--bucket", BUCKET, *args, env=NO_CREDENTIALS)
+    result = s3.cli("sign", "--signer", "s3", "--bucket", BUCKET, *args, env=NO_CREDENTIALS)
     assert result.code == 2 and needle in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
 
@@ -286,7 +291,7 @@ def s3_doctor(s3: S3Workspace, *extra: str, env: dict[str, str] | None = None) -
     for flag in ("--backoff-base", "--backoff-max"):
         index = args.index(flag)
         del args[index : index + 2]
-    result = s3.tfbulk(*args, env=env)
+    result = s3.cli(*args, env=env)
     checks = {f"{c['area']}: {c['name']}": c for c in result.json["checks"]}
     checks["exit"] = {"status": str(result.code)}
     return checks

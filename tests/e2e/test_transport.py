@@ -10,7 +10,7 @@ from tfbulk.origin.sample import SampleCourse, SampleSegment
 
 
 def failed_json(ws: Workspace) -> dict[int, dict]:
-    data = ws.tfbulk("failed", "--dest", str(ws.dest), "--json").json
+    data = ws.cli("failed", "--dest", str(ws.dest), "--json").json
     return {item["segment_id"]: item for item in data}
 
 

@@ -20,7 +20,7 @@ def damage(ws: Workspace) -> dict[str, int]:
 
 def test_verify_on_a_complete_folder_is_clean(ws: Workspace) -> None:
     assert ws.run().code == 0
-    result = ws.tfbulk("verify", "--dest", str(ws.dest), "--full", "--json")
+    result = ws.cli("verify", "--dest", str(ws.dest), "--full", "--json")
     assert result.code == 0
     assert result.json == {"checked": len(ws.downloadable()), "problems": [], "requeued": 0}
 
@@ -28,7 +28,7 @@ def test_verify_on_a_complete_folder_is_clean(ws: Workspace) -> None:
 def test_verify_finds_damage_and_run_repairs_it(ws: Workspace) -> None:
     assert ws.run().code == 0
     damaged = damage(ws)
-    quick = ws.tfbulk("verify", "--dest", str(ws.dest), "--dry-run", "--json")
+    quick = ws.cli("verify", "--dest", str(ws.dest), "--dry-run", "--json")
     assert quick.code == 1
     assert {p["segment_id"] for p in quick.json["problems"]} == {
         damaged["deleted"],
@@ -36,7 +36,7 @@ def test_verify_finds_damage_and_run_repairs_it(ws: Workspace) -> None:
     }, "without --full only size and presence are checked"
     assert quick.json["requeued"] == 0
 
-    full = ws.tfbulk("verify", "--dest", str(ws.dest), "--full", "--json")
+    full = ws.cli("verify", "--dest", str(ws.dest), "--full", "--json")
     assert full.code == 1
     reasons = {p["segment_id"]: p["reason"] for p in full.json["problems"]}
     assert set(reasons) == set(damaged.values()) and full.json["requeued"] == 3
@@ -49,4 +49,4 @@ def test_verify_finds_damage_and_run_repairs_it(ws: Workspace) -> None:
     refetched = {r.path for r in ws.origin.log[before:]}
     assert refetched == {ws.url_path(s) for s in damaged.values()}
     ws.assert_all_identical()
-    assert ws.tfbulk("verify", "--dest", str(ws.dest), "--full").code == 0
+    assert ws.cli("verify", "--dest", str(ws.dest), "--full").code == 0

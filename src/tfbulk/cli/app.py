@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperArgument, TyperCommand
@@ -20,10 +20,6 @@ from tfbulk import __version__
 from tfbulk.display.ascii import plain_streams
 from tfbulk.errors import ExitCode, TfbulkError
 from tfbulk.invocation import command
-
-if TYPE_CHECKING:
-    pass
-
 
 app = typer.Typer(
     name="tfbulk",

@@ -115,9 +115,9 @@ def options(command: Command) -> dict[str, Option]:
     return found
 
 
-def default_map(config: Config, commands: Mapping[str, Command]) -> dict[str, dict]:
+def default_map(config: Config, commands: Mapping[str, Command]) -> dict[str, dict[str, Any]]:
     """click's default_map: per command, parameter name → the file's value."""
-    result: dict[str, dict] = {}
+    result: dict[str, dict[str, Any]] = {}
     for name, command in commands.items():
         for key, param in options(command).items():
             present, value = config.value(name, key)

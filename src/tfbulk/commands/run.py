@@ -237,10 +237,11 @@ async def _download(
                 claim_ahead=settings.sharing.max_global is None,
                 limits=limits,
             )
-            return await _supervised(engine, observer, tuning, handle_signals, watchers)
+            result = await _supervised(engine, observer, tuning, handle_signals, watchers)
         finally:
             with anyio.CancelScope(shield=True):
                 await sink.aclose()
+    return result
 
 
 @dataclass

@@ -57,6 +57,6 @@ def plain_streams() -> None:
     if utf8_locale():
         return
     if not isinstance(sys.stdout, AsciiStream):
-        sys.stdout = AsciiStream(sys.stdout)  # type: ignore[assignment]
+        sys.stdout = AsciiStream(sys.stdout)
     if not isinstance(sys.stderr, AsciiStream):
-        sys.stderr = AsciiStream(sys.stderr)  # type: ignore[assignment]
+        sys.stderr = AsciiStream(sys.stderr)

@@ -108,7 +108,7 @@ class LiveView:
         now = time.time()
         table = Table.grid(padding=(0, 1))
         for justify in ("right", "right", "left", "right", "right"):
-            table.add_column(justify=justify, no_wrap=True)  # type: ignore[arg-type]
+            table.add_column(justify=justify, no_wrap=True)
         if wide:
             table.add_column(no_wrap=True, overflow="ellipsis", max_width=40)
         shown = snap.transfers[:room]

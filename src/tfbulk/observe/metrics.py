@@ -141,7 +141,7 @@ class RunMetrics:
             return {s: self.finished.totals.get(s, 0) for s in STATUSES}
         if self.started is None:
             return {}
-        counts = {s: self.started.statuses.get(s, 0) for s in STATUSES}
+        counts: dict[str, int] = {s: self.started.statuses.get(s, 0) for s in STATUSES}
         for status in (Status.SUCCESS, Status.SKIPPED, Status.FAILED):
             counts[status] += self.outcomes[status]
         counts[Status.PROCESSING] = len(self.transfers)

@@ -375,7 +375,7 @@ def _too_large(detail: str) -> AttemptFailed:
 
 def _complete(response: httpx.Response, offset: int) -> bool:
     match = _UNSATISFIED_RANGE.fullmatch(response.headers.get("content-range", ""))
-    return bool(match) and int(match.group(1)) == offset
+    return match is not None and int(match.group(1)) == offset
 
 
 def _shown(validator: Validator | None) -> str:

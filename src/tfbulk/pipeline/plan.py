@@ -200,7 +200,7 @@ def _in_scope(snap: SnapshotSegment, scope: Scope) -> bool:
 
 
 def _row(snap: SnapshotSegment, key: str, path_template: Template, stats: PlanStats) -> PlanRow:
-    assert snap.course_id is not None
+    assert snap.segment_id is not None and snap.course_id is not None  # rows without were skipped
     segment = Segment(snap.segment_id, snap.course_id, snap.channel_id, key)
     stats.planned += 1
     try:

@@ -83,7 +83,7 @@ class S3Client:
         """Store `body` (whose MD5 digest is `md5`) as the object at `key`; its ETag."""
         response = await self._send("PUT", key, body=body, md5=md5)
         _raise_for(response)
-        return response.headers.get("etag", "")
+        return str(response.headers.get("etag", ""))
 
     async def create_upload(self, key: str) -> str:
         """Start a multipart upload: its upload ID (nothing is visible at `key` yet)."""
@@ -99,7 +99,7 @@ class S3Client:
         query = f"partNumber={number}&uploadId={quote(upload_id, safe='')}"
         response = await self._send("PUT", key, query, body=body, md5=md5)
         _raise_for(response)
-        return response.headers.get("etag", "")
+        return str(response.headers.get("etag", ""))
 
     async def complete(self, key: str, upload_id: str, etags: list[str]) -> str:
         """Join the parts: the object appears at `key` now, whole, or not at all."""
@@ -173,7 +173,7 @@ def _error(response: httpx.Response) -> S3Error:
 
 
 def _field(response: httpx.Response, name: bytes) -> str:
-    found = dict(_TAG.findall(response.content))
+    found: dict[bytes, bytes] = dict(_TAG.findall(response.content))
     if name not in found:
         raise S3Error(response.status_code, "MalformedResponse", f"no {name.decode()} in it")
     return found[name].decode().replace("&quot;", '"')

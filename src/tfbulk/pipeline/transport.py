@@ -35,7 +35,10 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
-from urllib.request import getproxies, proxy_bypass_environment
+from urllib.request import (  # type: ignore[attr-defined]  # typeshed omits the undocumented helper
+    getproxies,
+    proxy_bypass_environment,
+)
 
 import httpx
 import pycurl
@@ -279,7 +282,7 @@ def _proxies_from_environment() -> dict[str, str]:
     environment behind our back (it would ignore an upper-case HTTP_PROXY, httpx does not).
     """
     found = getproxies()
-    proxies = {scheme: found[scheme] for scheme in ("http", "https") if scheme in found}
+    proxies: dict[str, str] = {s: found[s] for s in ("http", "https") if s in found}
     if "all" in found:
         for scheme in ("http", "https"):
             proxies.setdefault(scheme, found["all"])
