@@ -192,7 +192,7 @@ def test_a_held_hook_never_holds_the_downloads(ws: Workspace) -> None:
     """One hook at a time, the first one blocked: every download still finishes; the
     queued hooks run once it is released, and the run waits for them."""
     started, release = ws.root / "started", ws.root / "release"
-    hook = f"echo $TFBULK_SEGMENT_ID >> {started}; while [ ! -e {release} ]; do sleep 0.02; done"
+    hook = f"echo $TFBULK_SEGMENT_ID >> {started}; while [ ! -e {release} ]; do sleep 0.1; done"
     proc = ws.start("--no-progress", "--on-complete", hook, "--hook-concurrency", "1")
     try:
         wait_for(
