@@ -1,9 +1,10 @@
 """Shared fixtures: throw-away key pairs, the signature-checking origin, a workspace.
 
 End-to-end tests drive the real `tfbulk` CLI against the real origin on 127.0.0.1. Commands
-that only read, sign or refuse bad input run in-process (`ws.cli`, through tfbulk's own entry
-point, so the one-line errors and exit codes are the users'); downloads, signals, locks and
-kill -9 run in a subprocess (`ws.tfbulk`, `ws.run`, `ws.start`), as users run them.
+that only read, sign or refuse bad input, and plain downloads, run in-process (`ws.cli`,
+`ws.run`, through tfbulk's own entry point, so the one-line errors and exit codes are the
+users'); signals, locks, kill -9 and output written straight to file descriptor 2 (hooks and
+their warnings) need a subprocess (`ws.tfbulk`, `ws.run_process`, `ws.start`).
 """
 
 from __future__ import annotations
@@ -147,6 +148,12 @@ class Workspace:
     def run(self, *extra: str, timeout: float = 120, env: dict[str, str] | None = None) -> Result:
         """`tfbulk run` in-process; `start` is the one for signals, locks and kill -9."""
         return self.cli(*self.run_args(*extra), timeout=timeout, env=env)
+
+    def run_process(
+        self, *extra: str, timeout: float = 120, env: dict[str, str] | None = None
+    ) -> Result:
+        """`tfbulk run` in a subprocess: for what reaches stderr by its descriptor (hooks)."""
+        return self.tfbulk(*self.run_args(*extra), timeout=timeout, env=env)
 
     def start(self, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         """Start `tfbulk run` in the background (for signals, locks, kill -9)."""

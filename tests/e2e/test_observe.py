@@ -157,7 +157,7 @@ RECORD = (
 def test_hooks_see_each_file_and_the_summary(ws: Workspace) -> None:
     log, summary = ws.root / "done.log", ws.root / "summary.json"
     on_finish = f'cp "$TFBULK_SUMMARY" {summary}; echo $TFBULK_EXIT_CODE > {log}.code; exit 7'
-    result = ws.run(
+    result = ws.run_process(
         "--no-progress",
         "--json",
         "--on-complete", f"{RECORD} >> {log}",
@@ -215,7 +215,7 @@ def test_a_failing_or_hanging_hook_is_reported_and_changes_nothing(ws: Workspace
         f"[ $TFBULK_SEGMENT_ID = {first} ] && exit 3; "
         f"[ $TFBULK_SEGMENT_ID = {second} ] && sleep 60; true"
     )
-    result = ws.run("--no-progress", "--on-complete", hook, "--hook-timeout", "1s")
+    result = ws.run_process("--no-progress", "--on-complete", hook, "--hook-timeout", "1s")
     assert result.code == 0, result.stderr
     assert f"--on-complete for segment {first} exited with 3" in result.stderr
     assert f"--on-complete for segment {second} was killed after --hook-timeout 1s" in result.stderr
@@ -260,7 +260,7 @@ def test_pings_start_and_exit_code(ws: Workspace, receiver: tuple[str, list[str]
 
 def test_a_failed_ping_is_a_warning_without_the_url(ws: Workspace) -> None:
     url = f"http://127.0.0.1:{free_port()}/ping/f00dfeed"
-    result = ws.run("--no-progress", "--ping-url", url)
+    result = ws.run_process("--no-progress", "--ping-url", url)
     assert result.code == 0, result.stderr
     assert "--ping-url http://127.0.0.1/…/start failed" in result.stderr
     assert "f00dfeed" not in result.stderr
