@@ -3,19 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
-
-from tfbulk.errors import BadInput
-from tfbulk.settings import (
-    check_positive,
-    default_state_path,
-    parse_size,
-)
-
-if TYPE_CHECKING:
-    pass
 
 from tfbulk.cli.app import examples
 from tfbulk.cli.options import (
@@ -23,6 +13,12 @@ from tfbulk.cli.options import (
 )
 from tfbulk.cli.output import print_json
 from tfbulk.cli.run import Output, execute
+from tfbulk.errors import BadInput
+from tfbulk.settings import (
+    check_positive,
+    default_state_path,
+    parse_size,
+)
 
 DEMO_EXAMPLES = examples(
     "tfbulk demo",

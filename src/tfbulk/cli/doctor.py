@@ -3,23 +3,9 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
-
-from tfbulk.display.console import make_console
-from tfbulk.settings import (
-    DEFAULT_EXPIRES,
-    DEFAULT_KEY_TEMPLATE,
-    DEFAULT_MAX_FILE_SIZE,
-    DEFAULT_MIN_FREE_SPACE,
-    DEFAULT_PATH_TEMPLATE,
-    DEFAULT_REGION,
-    policy_settings,
-)
-
-if TYPE_CHECKING:
-    pass
 
 from tfbulk.cli.app import examples
 from tfbulk.cli.options import (
@@ -60,6 +46,16 @@ from tfbulk.cli.options import (
     signer_settings,
 )
 from tfbulk.cli.output import print_json
+from tfbulk.display.console import make_console
+from tfbulk.settings import (
+    DEFAULT_EXPIRES,
+    DEFAULT_KEY_TEMPLATE,
+    DEFAULT_MAX_FILE_SIZE,
+    DEFAULT_MIN_FREE_SPACE,
+    DEFAULT_PATH_TEMPLATE,
+    DEFAULT_REGION,
+    policy_settings,
+)
 
 EXAMPLES = examples(
     "tfbulk doctor --snapshot catalogue.db --dest /srv/videos",

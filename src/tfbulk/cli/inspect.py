@@ -6,10 +6,20 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
+from tfbulk.cli.app import examples
+from tfbulk.cli.options import (
+    AsJson,
+    Courses,
+    Dest,
+    Segments,
+    State,
+    open_existing,
+)
+from tfbulk.cli.output import print_json
 from tfbulk.display.console import make_console
 from tfbulk.display.format import counted
 from tfbulk.display.summary import (
@@ -23,20 +33,6 @@ from tfbulk.display.summary import (
 from tfbulk.errors import BadInput
 from tfbulk.invocation import command, place
 from tfbulk.state import Status, Store, WorkerStatus
-
-if TYPE_CHECKING:
-    pass
-
-from tfbulk.cli.app import examples
-from tfbulk.cli.options import (
-    AsJson,
-    Courses,
-    Dest,
-    Segments,
-    State,
-    open_existing,
-)
-from tfbulk.cli.output import print_json
 
 STATUS_EXAMPLES = examples(
     "tfbulk status --dest /srv/videos",

@@ -3,18 +3,9 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
-
-from tfbulk.settings import (
-    DEFAULT_EXPIRES,
-    DEFAULT_REGION,
-    policy_settings,
-)
-
-if TYPE_CHECKING:
-    pass
 
 from tfbulk.cli.app import examples
 from tfbulk.cli.options import (
@@ -31,6 +22,11 @@ from tfbulk.cli.options import (
     Region,
     SignerKind,
     signer_settings,
+)
+from tfbulk.settings import (
+    DEFAULT_EXPIRES,
+    DEFAULT_REGION,
+    policy_settings,
 )
 
 EXAMPLES = examples(
