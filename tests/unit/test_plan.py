@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from tfbulk.errors import BadInput
 from tfbulk.pipeline.plan import (
@@ -11,8 +13,10 @@ from tfbulk.pipeline.plan import (
     Segment,
     Template,
     UnsafePath,
+    _checked_path,
+    _plainly_safe,
+    path_renderer,
     plan_rows,
-    render_path,
     render_url,
     safe_relative_path,
     video_key,
@@ -153,37 +157,35 @@ def test_render_url_empty_values() -> None:
     assert render_url(template, Segment(1, 2, None, "x")) == "https://h///x"
 
 
-# -- render_path / safe_relative_path ----------------------------------------------------
+# -- path_renderer / safe_relative_path ----------------------------------------------------
 
 
 def test_render_path_default() -> None:
     template = Template(DEFAULT_PATH_TEMPLATE, "--path-template")
-    assert render_path(template, Segment(1001, 7, 3, "a/b")) == "7/1001.mp4"
+    assert path_renderer(template)(1001, 7, 3, "a/b") == "7/1001.mp4"
 
 
 def test_render_path_keeps_video_as_subfolders() -> None:
     template = Template("{video}.mp4", "--path-template")
-    assert render_path(template, Segment(1, 2, 3, "guitar101/lesson_03")) == (
-        "guitar101/lesson_03.mp4"
-    )
+    assert path_renderer(template)(1, 2, 3, "guitar101/lesson_03") == ("guitar101/lesson_03.mp4")
 
 
 def test_render_path_is_not_percent_encoded() -> None:
     template = Template("{video_dir}/{video_name}.mp4", "--path-template")
-    assert render_path(template, Segment(1, 2, 3, "blues 101/café")) == "blues 101/café.mp4"
+    assert path_renderer(template)(1, 2, 3, "blues 101/café") == "blues 101/café.mp4"
 
 
 @pytest.mark.parametrize("template_text", ["{video_dir}/{segment_id}.mp4", "{channel_id}.mp4"])
 def test_render_path_refuses_empty_field(template_text: str) -> None:
     template = Template(template_text, "--path-template")
     with pytest.raises(UnsafePath, match="empty for this segment"):
-        render_path(template, Segment(1, 2, None, "no_dir"))
+        path_renderer(template)(1, 2, None, "no_dir")
 
 
 def test_render_path_refuses_climbing_video() -> None:
     template = Template("{video}", "--path-template")
     with pytest.raises(UnsafePath, match=r"\.\."):
-        render_path(template, Segment(1, 2, 3, "../../etc/passwd"))
+        path_renderer(template)(1, 2, 3, "../../etc/passwd")
 
 
 @pytest.mark.parametrize(
@@ -229,6 +231,61 @@ def test_safe_relative_path_normalises(rendered: str, expected: str) -> None:
 def test_safe_relative_path_refuses(rendered: str, why: str) -> None:
     with pytest.raises(UnsafePath, match=why):
         safe_relative_path(rendered)
+
+
+# Paths made of the characters that matter to the checks, long enough to cross the limits.
+PATHISH = st.text(alphabet="./a\x00é", max_size=12) | st.builds(
+    lambda n, tail: "a" * n + tail, st.integers(240, 260), st.sampled_from(["", "/b", "é"])
+)
+
+
+@given(PATHISH)
+@example(".tfbulk/x")
+@example("a/.tfbulk")
+@example("a" * 250)
+@example("a" * 251)
+def test_plainly_safe_paths_are_what_the_full_check_returns(rendered: str) -> None:
+    """The fast path may only say yes where the name-by-name check returns the path as is."""
+    if _plainly_safe(rendered):
+        assert _checked_path(rendered) == rendered
+    try:
+        expected: str | type[UnsafePath] = _checked_path(rendered)
+    except UnsafePath:
+        expected = UnsafePath
+    try:
+        assert safe_relative_path(rendered) == expected
+    except UnsafePath:
+        assert expected is UnsafePath
+
+
+KEYS = st.text(alphabet="/.ab é", min_size=1, max_size=8)
+TEMPLATES = st.lists(
+    st.sampled_from(["{segment_id}", "{course_id}", "{channel_id}", "{video}", "{video_dir}",
+                     "{video_name}", "/", ".", "x", "{{"]),
+    min_size=1, max_size=5,
+).map("".join)  # fmt: skip
+
+
+@given(TEMPLATES, st.integers(-5, 10**12), st.integers(0, 99), st.none() | st.integers(0, 9), KEYS)
+@example("{channel_id}/{segment_id}", 1, 2, None, "k")
+@example("{video_dir}{{", 1, 2, 3, "flat")
+def test_path_renderer_renders_what_the_template_says(
+    text: str, segment_id: int, course_id: int, channel_id: int | None, key: str
+) -> None:
+    """The fast renderer against the plain definition: the template's text with every
+    field's value, refused if a field it names is empty or the path is unsafe."""
+    template = Template(text, "--path-template")
+    values = Segment(segment_id, course_id, channel_id, key).values()
+    try:
+        if any(values[name] == "" for name in template.fields):
+            raise UnsafePath("empty")
+        expected: str | type[UnsafePath] = safe_relative_path(template.render(values))
+    except UnsafePath:
+        expected = UnsafePath
+    try:
+        assert path_renderer(template)(segment_id, course_id, channel_id, key) == expected
+    except UnsafePath:
+        assert expected is UnsafePath
 
 
 # -- plan_rows ---------------------------------------------------------------------------

@@ -123,7 +123,7 @@ def sample(tmp_path: Path) -> Path:
 def test_valid_snapshot_segments(sample: Path) -> None:
     catalogue = guitar_catalogue(3, 10)
     with Snapshot.open(sample) as snap:
-        segments = list(snap.segments())
+        segments = [SnapshotSegment._make(row) for row in snap.segments()]
         counts = snap.counts()
         titles = snap.course_titles()
     expected = [
@@ -156,7 +156,7 @@ def test_segments_ordered_by_course_then_id(tmp_path: Path) -> None:
         """,
     )
     with Snapshot.open(path) as snap:
-        segments = list(snap.segments())
+        segments = [SnapshotSegment._make(row) for row in snap.segments()]
     assert [(s.course_id, s.segment_id) for s in segments] == [
         (None, 2),
         (None, 7),
@@ -193,7 +193,7 @@ def test_title_preferred_over_name(tmp_path: Path) -> None:
         + "INSERT INTO segments VALUES (1, 10, 'mp4:x', 'the name', 'the title');",
     )
     with Snapshot.open(path) as snap:
-        assert [s.title for s in snap.segments()] == ["the title"]
+        assert [title for *_, title in snap.segments()] == ["the title"]
 
 
 def test_no_title_column(tmp_path: Path) -> None:
@@ -238,3 +238,30 @@ def test_snapshot_is_not_modified(sample: Path) -> None:
 def test_snapshot_connection_is_read_only(sample: Path) -> None:
     with Snapshot.open(sample) as snap, pytest.raises(sqlite3.OperationalError, match="readonly"):
         snap._conn.execute("DELETE FROM segments")
+
+
+def test_ids_that_only_look_numeric_are_no_ids(tmp_path: Path) -> None:
+    """Text that passes a digit test but is no integer ("+-5", a superscript two) is
+    counted as no id, as a REAL is, instead of stopping the plan with a traceback."""
+    path = make_db(
+        tmp_path / "snap.db",
+        "CREATE TABLE courses (id, title); CREATE TABLE channels (id, courseid);"
+        + "CREATE TABLE segments (id, channel_id, video, title);"
+        + "INSERT INTO courses VALUES (1, 'c');"
+        + "INSERT INTO channels VALUES (10, 1);"
+        + "INSERT INTO segments VALUES ('+-5', 10, 'mp4:a', 't');"
+        + "INSERT INTO segments VALUES ('²', 10, 'mp4:b', 't');"
+        + "INSERT INTO segments VALUES (' 7 ', 10, 'mp4:c', 't');",
+    )
+    with Snapshot.open(path) as snap:
+        assert sorted(snap.segments(), key=repr) == [
+            SnapshotSegment(7, 10, 1, "mp4:c", "t"),
+            SnapshotSegment(None, 10, 1, "mp4:a", "t"),
+            SnapshotSegment(None, 10, 1, "mp4:b", "t"),
+        ]
+
+
+def test_unordered_segments_are_the_same_rows(sample: Path) -> None:
+    with Snapshot.open(sample) as snap:
+        ordered = list(snap.segments())
+        assert sorted(snap.segments(ordered=False), key=repr) == sorted(ordered, key=repr)

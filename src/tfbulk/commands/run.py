@@ -88,7 +88,7 @@ def dry_run(settings: RunSettings) -> DryRunReport:
     inputs = _validated(settings)
     stats = PlanStats()
     with inputs.snapshot:
-        rows = _planned(inputs, settings.scope, stats)
+        rows = _planned(inputs, settings, stats)
         if not store_exists(settings.state):
             for _ in rows:
                 pass
@@ -108,7 +108,7 @@ def run(settings: RunSettings, observer: Observer, *, handle_signals: bool = Tru
     stats = PlanStats()
     with contextlib.ExitStack() as held:
         with inputs.snapshot:
-            rows = _planned(inputs, settings.scope, stats)
+            rows = _planned(inputs, settings, stats)
             dest = _local_dest(settings, held)
             if settings.s3 is not None:
                 from tfbulk.pipeline.s3dest import preflight
@@ -158,10 +158,17 @@ def _local_dest(settings: RunSettings, held: contextlib.ExitStack) -> Destinatio
     return dest
 
 
-def _planned(inputs: _Inputs, scope: Scope, stats: PlanStats) -> Iterator[PlanRow]:
+def _planned(inputs: _Inputs, settings: RunSettings, stats: PlanStats) -> Iterator[PlanRow]:
     """The planned rows, streamed; if there are none, exit 2 before anything is written
-    (a cron job pointed at an empty snapshot or a stale --course must not look fine)."""
-    rows = plan_rows(inputs.snapshot.segments(), scope, inputs.path_template, stats)
+    (a cron job pointed at an empty snapshot or a stale --course must not look fine).
+
+    Rows come in course order only where that matters: for `--limit-courses`, and for
+    PostgreSQL, whose workers fingerprint the plan as streamed (one order on every host).
+    A SQLite store keys the rows itself, and a million of them need no sort."""
+    scope = settings.scope
+    ordered = scope.limit_courses is not None or is_postgres_url(settings.state)
+    segments = inputs.snapshot.segments(ordered=ordered)
+    rows = plan_rows(segments, scope, inputs.path_template, stats)
     first = next(rows, None)
     if first is None:
         raise BadInput(_nothing_to_download(stats, scope))

@@ -7,12 +7,13 @@ an exit-2 error and not 100,000 failed segments.
 from __future__ import annotations
 
 import string
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from urllib.parse import quote
 
 from tfbulk.errors import BadInput
-from tfbulk.pipeline.snapshot import SnapshotSegment
+from tfbulk.pipeline.snapshot import SnapshotRow
 from tfbulk.settings import STATE_DIR, Scope
 
 VIDEO_PREFIX = "mp4:"
@@ -38,7 +39,7 @@ class Template:
     def __init__(self, text: str, option: str) -> None:
         self.text = text
         self.option = option
-        self._parts: list[tuple[str, str | None]] = []
+        self.parts: list[tuple[str, str | None]] = []
         try:
             parsed = list(string.Formatter().parse(text))
         except ValueError as exc:
@@ -50,11 +51,11 @@ class Template:
                 raise BadInput(
                     f"{option} {text!r}: unknown placeholder {{{name}}}; use {', '.join(FIELDS)}"
                 )
-            self._parts.append((literal, name))
-        self.fields = frozenset(name for _, name in self._parts if name)
+            self.parts.append((literal, name))
+        self.fields = frozenset(name for _, name in self.parts if name)
 
     def render(self, values: Mapping[str, str]) -> str:
-        return "".join(literal + (values[name] if name else "") for literal, name in self._parts)
+        return "".join(literal + (values[name] if name else "") for literal, name in self.parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,17 +88,74 @@ def render_url(template: Template, segment: Segment) -> str:
     return template.render(values)
 
 
-def render_path(template: Template, segment: Segment) -> str:
-    """The file's path relative to `--dest`, or UnsafePath if it would leave it."""
-    values = segment.values()
-    for name in template.fields:
-        if values[name] == "":
-            raise UnsafePath(f"path template needs {{{name}}}, which is empty for this segment")
-    return safe_relative_path(template.render(values))
+PathRenderer = Callable[[int, int, "int | None", str], str]
+_POSITIONS = ("segment_id", "course_id", "channel_id", "video", "video_dir", "video_name")
+_NEVER_EMPTY = frozenset({"segment_id", "course_id", "video"})  # ids, and a key after mp4:
+
+
+def path_renderer(template: Template) -> PathRenderer:
+    """`--path-template` made ready for a million rows: (segment_id, course_id, channel_id,
+    key) -> the file's path relative to `--dest`, or UnsafePath if it would leave it.
+
+    One `str.format` over the fields by position; `video_dir` and `video_name` are
+    computed, and empty values looked for, only when the template names such a field.
+    """
+    fmt = "".join(
+        literal.replace("{", "{{").replace("}", "}}")
+        + (f"{{{_POSITIONS.index(name)}}}" if name else "")
+        for literal, name in template.parts
+    ).format
+    if template.fields <= _NEVER_EMPTY:
+        return lambda segment_id, course_id, _channel, key: safe_relative_path(
+            fmt(segment_id, course_id, None, key)
+        )
+    names = [name for _, name in template.parts if name]
+
+    def render(segment_id: int, course_id: int, channel_id: int | None, key: str) -> str:
+        values = (
+            segment_id,
+            course_id,
+            "" if channel_id is None else channel_id,
+            key,
+            key.split("/", 1)[0] if "/" in key else "",
+            key.rsplit("/", 1)[-1],
+        )
+        for name in names:
+            if values[_POSITIONS.index(name)] == "":
+                raise UnsafePath(f"path template needs {{{name}}}, which is empty for this segment")
+        return safe_relative_path(fmt(*values))
+
+    return render
+
+
+_NOT_FIRST = ("", "/", ".")  # an empty, absolute or dot-led first name needs the full check
+_PLAIN_MAX = MAX_NAME_BYTES - len(PART_SUFFIX)  # an ASCII path this short has no long name
 
 
 def safe_relative_path(rendered: str) -> str:
-    """Normalise `rendered` to a/b/c form, refusing anything that could escape the destination."""
+    """Normalise `rendered` to a/b/c form, refusing anything that could escape the destination.
+
+    Almost every path is already in that form; `_plainly_safe` says so in a few string
+    tests, and only the others are split and checked name by name.
+    """
+    return rendered if _plainly_safe(rendered) else _checked_path(rendered)
+
+
+def _plainly_safe(rendered: str) -> bool:
+    """True only if `_checked_path` would return `rendered` unchanged: no empty, `.` or
+    `..` name (none starts with a dot), not absolute, not in .tfbulk/, no NUL, short."""
+    return (
+        rendered.isascii()
+        and len(rendered) <= _PLAIN_MAX
+        and rendered[:1] not in _NOT_FIRST
+        and rendered[-1] != "/"
+        and "//" not in rendered
+        and "/." not in rendered
+        and "\x00" not in rendered
+    )
+
+
+def _checked_path(rendered: str) -> str:
     if "\x00" in rendered:
         raise UnsafePath("path contains a NUL byte")
     if rendered.startswith("/"):
@@ -120,9 +178,10 @@ def safe_relative_path(rendered: str) -> str:
     return "/".join(parts)
 
 
-@dataclass(slots=True)
-class PlanRow:
-    """One segment to keep in the state DB; `error` set means refused (path unsafe)."""
+class PlanRow(NamedTuple):
+    """One segment to keep in the state DB; `error` set means refused (path unsafe).
+
+    A tuple in the state DB's column order, so a store binds it as it comes."""
 
     segment_id: int
     course_id: int
@@ -154,60 +213,56 @@ class PlanStats:
 
 
 def plan_rows(
-    segments: Iterable[SnapshotSegment], scope: Scope, path_template: Template, stats: PlanStats
+    segments: Iterable[SnapshotRow], scope: Scope, path_template: Template, stats: PlanStats
 ) -> Iterator[PlanRow]:
-    """Downloadable segments in scope, in (course, id) order; fills `stats` as it goes.
+    """Downloadable segments in scope, in the order read; fills `stats` as it goes.
 
-    The whole snapshot is read even past `--limit-courses`, so the counts describe it all.
+    The whole snapshot is read even past `--limit-courses` (which needs rows in course
+    order), so the counts describe it all. A million rows pass through here before the
+    first download: the loop keeps to local names and tuples.
     """
+    render = path_renderer(path_template)
+    add_course = stats.courses.add
+    limit = scope.limit_courses
+    filtered = bool(scope.courses or scope.segments)
     found_segments: set[int] = set()
     found_courses: set[int] = set()
-    for snap in segments:
+    for segment_id, channel_id, course_id, video, title in segments:
         stats.segments += 1
-        key = video_key(snap.video)
-        if snap.segment_id is None:
+        if segment_id is None:
             stats.no_id += 1
-            continue
-        if snap.course_id is None:
+        elif course_id is None:
             stats.orphans += 1
-            continue
-        if key is None:
+        elif video is None or len(video) <= len(VIDEO_PREFIX) or not video.startswith(VIDEO_PREFIX):
             stats.no_video += 1
+        elif filtered and not _in_scope(segment_id, course_id, scope):
             continue
-        if not _in_scope(snap, scope):
-            continue
-        found_courses.add(snap.course_id)
-        if snap.segment_id in scope.segments:
-            found_segments.add(snap.segment_id)
-        if _beyond_limit(snap.course_id, scope, stats):
-            continue
-        stats.courses.add(snap.course_id)
-        yield _row(snap, key, path_template, stats)
+        else:
+            if filtered:
+                found_courses.add(course_id)
+                if segment_id in scope.segments:
+                    found_segments.add(segment_id)
+            if limit is not None and _beyond_limit(course_id, limit, stats):
+                continue
+            add_course(course_id)
+            stats.planned += 1
+            try:
+                path, error = (
+                    render(segment_id, course_id, channel_id, video[len(VIDEO_PREFIX) :]),
+                    None,
+                )
+            except UnsafePath as exc:
+                path, error = None, f"refused: {exc}"
+                stats.refused += 1
+            yield PlanRow(segment_id, course_id, channel_id, video, title, path, error)
     stats.missing_segments = set(scope.segments) - found_segments
     stats.missing_courses = set(scope.courses) - found_courses
 
 
-def _beyond_limit(course_id: int, scope: Scope, stats: PlanStats) -> bool:
+def _beyond_limit(course_id: int, limit: int, stats: PlanStats) -> bool:
     """A new course would exceed `--limit-courses` (rows arrive in course order)."""
-    limit = scope.limit_courses
-    return limit is not None and course_id not in stats.courses and len(stats.courses) >= limit
+    return course_id not in stats.courses and len(stats.courses) >= limit
 
 
-def _in_scope(snap: SnapshotSegment, scope: Scope) -> bool:
-    if not scope.courses and not scope.segments:
-        return True
-    return snap.course_id in scope.courses or snap.segment_id in scope.segments
-
-
-def _row(snap: SnapshotSegment, key: str, path_template: Template, stats: PlanStats) -> PlanRow:
-    assert snap.segment_id is not None and snap.course_id is not None  # rows without were skipped
-    segment = Segment(snap.segment_id, snap.course_id, snap.channel_id, key)
-    stats.planned += 1
-    try:
-        path, error = render_path(path_template, segment), None
-    except UnsafePath as exc:
-        path, error = None, f"refused: {exc}"
-        stats.refused += 1
-    return PlanRow(
-        snap.segment_id, snap.course_id, snap.channel_id, snap.video or "", snap.title, path, error
-    )
+def _in_scope(segment_id: int, course_id: int, scope: Scope) -> bool:
+    return course_id in scope.courses or segment_id in scope.segments

@@ -1,7 +1,7 @@
 """The catalogue snapshot: opened read-only, its schema checked, its segments streamed.
 
-Segments are streamed in (course, segment) order so a plan of 100,000 rows never sits in
-memory and per-course limits can be applied while reading.
+Segments are streamed (in (course, segment) order when per-course limits need it) so a
+plan of a million rows never sits in memory.
 """
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import quote
-
-import sqlite_utils
 
 from tfbulk.errors import BadInput
 
@@ -24,8 +23,7 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-@dataclass(frozen=True, slots=True)
-class SnapshotSegment:
+class SnapshotSegment(NamedTuple):
     """One row of `segments`, joined to its course through its channel."""
 
     segment_id: int | None  # None: the row's id is not an integer (skipped, counted)
@@ -33,6 +31,10 @@ class SnapshotSegment:
     course_id: int | None
     video: str | None
     title: str | None
+
+
+# What `Snapshot.segments` yields: a SnapshotSegment's fields, as the cursor returns them.
+SnapshotRow = tuple[int | None, int | None, int | None, str | None, str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,22 +90,48 @@ class Snapshot:
         rows = self._conn.execute("SELECT id, title FROM courses WHERE id IS NOT NULL")
         return {int(cid): (str(title) if title is not None else None) for cid, title in rows}
 
-    def segments(self) -> Iterator[SnapshotSegment]:
-        """Every segment, ordered by course then id; orphans (no channel) come first."""
+    def segments(self, *, ordered: bool = True) -> Iterator[SnapshotRow]:
+        """Every segment, ordered by course then id (orphans, without a channel, first)
+        unless `ordered` is False; ids as integers or None, videos as text or None.
+
+        A million rows pass through here: a row of the expected types goes on as the
+        cursor made it, only the others are converted.
+        """
         title = f's."{self._title_column}"' if self._title_column else "NULL"
+        order = "ORDER BY ch.courseid, s.id" if ordered else ""
         cursor = self._conn.execute(
             f"SELECT s.id, s.channel_id, ch.courseid, s.video, {title} "  # noqa: S608 - column name from PRAGMA
-            "FROM segments s LEFT JOIN channels ch ON ch.id = s.channel_id "
-            "ORDER BY ch.courseid, s.id"
+            f"FROM segments s LEFT JOIN channels ch ON ch.id = s.channel_id {order}"
         )
-        for seg_id, channel_id, course_id, video, seg_title in cursor:
-            yield SnapshotSegment(
-                segment_id=_as_optional_int(seg_id),
-                channel_id=_as_optional_int(channel_id),
-                course_id=_as_optional_int(course_id),
-                video=video if isinstance(video, str) else None,
-                title=str(seg_title) if seg_title is not None else None,
-            )
+        for row in cursor:
+            segment_id, channel_id, course_id, video, seg_title = row
+            if (
+                type(segment_id) is int
+                and type(channel_id) in _ID_TYPES
+                and type(course_id) in _ID_TYPES
+                and type(video) in _TEXT_TYPES
+                and type(seg_title) in _TEXT_TYPES
+            ):
+                yield row
+            else:
+                yield _typed(row)
+
+
+_ID_TYPES = frozenset({int, type(None)})
+_TEXT_TYPES = frozenset({str, type(None)})
+
+
+def _typed(row: tuple[object, ...]) -> SnapshotRow:
+    """A row with a value of another type: ids that are not integers are no ids, a video
+    that is not text is no video, a title is made text."""
+    segment_id, channel_id, course_id, video, title = row
+    return (
+        _as_optional_int(segment_id),
+        _as_optional_int(channel_id),
+        _as_optional_int(course_id),
+        video if isinstance(video, str) else None,
+        str(title) if title is not None else None,
+    )
 
 
 def _check_file(path: Path) -> None:
@@ -123,7 +151,10 @@ def _check_file(path: Path) -> None:
 
 def _columns(conn: sqlite3.Connection) -> dict[str, set[str]]:
     """The columns of each required table the snapshot has, read by sqlite-utils'
-    introspection (the design card's SQLite library; the state store speaks plain SQL)."""
+    introspection (the design card's SQLite library; the state store speaks plain SQL).
+    Imported here: `status` and the other state-only commands never load it."""
+    import sqlite_utils
+
     db = sqlite_utils.Database(conn)
     tables = set(db.table_names())
     return {
@@ -153,9 +184,12 @@ INT64 = range(-(2**63), 2**63)
 
 def _as_optional_int(value: object) -> int | None:
     """An id as SQLite can key it: an integer (or its decimal text) that fits in 64 bits;
-    anything else (a REAL, a blob, 1e152) is no id at all."""
+    anything else (a REAL, a blob, 1e152, "+-5") is no id at all."""
     if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
-        value = int(value)
+        try:
+            value = int(value)
+        except ValueError:
+            return None
     if isinstance(value, int) and not isinstance(value, bool) and value in INT64:
         return value
     return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import operator
 import os
 import shutil
 import sqlite3
@@ -35,6 +36,7 @@ _SCOPE = """CREATE TEMP TABLE scope (id INTEGER PRIMARY KEY, course_id INTEGER,
   channel_id INTEGER, video TEXT, title TEXT, path TEXT, error TEXT)"""
 _LOAD = "INSERT OR REPLACE INTO temp.scope VALUES (?, ?, ?, ?, ?, ?, ?)"  # the last one wins
 _IN_SCOPE = "s.id IN (SELECT id FROM temp.scope)"
+_ID_ONLY = operator.itemgetter(slice(0, 1))  # (segment_id,) of a PlanRow
 _CLAIM = f"""
 UPDATE segments SET status = 'processing', started_at = :now, updated_at = :now
 WHERE id IN (
@@ -171,25 +173,22 @@ class SQLiteStore(SQLStore):
         )
         self._scoped = True
 
-    def _load_scope(self, rows: Iterable[PlanRow], *, ids_only: bool = False) -> set[int]:
-        """Replace the scope with `rows` (or only their ids); the courses they belong to."""
+    def _load_scope(self, rows: Iterable[PlanRow], *, ids_only: bool = False) -> list[int]:
+        """Replace the scope with `rows` (or only their ids); the courses they belong to.
+
+        The rows are bound as they come (a PlanRow is a tuple in the table's order): a
+        million of them cost the binding and nothing else."""
         self._scoped = self._whole = False
         self._scope_rows = None
         self._conn.execute("DROP TABLE IF EXISTS temp.scope")
         self._conn.execute(_SCOPE)
-        courses: set[int] = set()
-
-        def values() -> Iterator[tuple[object, ...]]:
-            for r in rows:
-                courses.add(r.course_id)
-                yield (r.segment_id, r.course_id, r.channel_id, r.video, r.title, r.path, r.error)
-
         if ids_only:
-            ids = ((r.segment_id,) for r in rows)
+            ids = map(_ID_ONLY, rows)
             self._conn.executemany("INSERT OR IGNORE INTO temp.scope (id) VALUES (?)", ids)
-        else:
-            self._conn.executemany(_LOAD, values())
-        return courses
+            return []
+        self._conn.executemany(_LOAD, rows)
+        courses = self._conn.execute("SELECT DISTINCT course_id FROM temp.scope")
+        return [course_id for (course_id,) in courses]
 
     # -- the queue ----------------------------------------------------------------------
 
