@@ -118,6 +118,27 @@ def test_second_run_on_same_state_exits_3(slow_ws: Workspace) -> None:
         proc.wait(timeout=30)
 
 
+def test_a_dry_run_reads_a_store_a_live_run_holds(slow_ws: Workspace) -> None:
+    """The dry run's scope is a temp table in a transaction of its own: it neither waits
+    for nor blocks the run that holds the store."""
+    ws = slow_ws
+    gate = hold_last_segment(ws)
+    proc = ws.start("--concurrency", "2")
+    try:
+        wait_for(lambda: ws.final_files(), what="first run downloading")
+        dry = ws.run("--dry-run", "--json")
+        assert dry.code == 0, dry.stderr
+        assert dry.json["segments"] == len(ws.downloadable())
+        assert dry.json["new"] == 0
+        total = len(ws.downloadable())
+        assert dry.json["already_done"] < total  # the held segment is not done
+        assert dry.json["already_done"] + dry.json["to_download"] + dry.json["failed"] == total
+    finally:
+        gate.set()
+    assert proc.wait(timeout=60) == 0
+    ws.assert_all_identical()
+
+
 def test_lock_is_released_by_sigkill(slow_ws: Workspace) -> None:
     ws = slow_ws
     proc = ws.start()

@@ -165,8 +165,14 @@ class SQLiteStore(SQLStore):
         """Scope without writing (dry runs): the ids are only kept in a temp table.
 
         A scope of exactly the stored rows is the whole store: its summary is the counts.
+        One deferred transaction around the load: it writes only the temp table (no lock
+        on the store a running run holds), and a million inserts commit once, not each.
         """
-        self._load_scope(rows, ids_only=True)
+        self._conn.execute("BEGIN")
+        try:
+            self._load_scope(rows, ids_only=True)
+        finally:
+            self._conn.execute("COMMIT")
         scoped = self._count("temp.scope")
         self._whole = scoped == self._stored_rows() and scoped == self._count(
             "temp.scope t JOIN segments s ON s.id = t.id"
