@@ -165,6 +165,41 @@ def test_a_killed_run_resumes_at_the_next_part_boundary(ws: Workspace, s3_server
     assert recorded_parts(state, key) == 0
 
 
+def test_a_run_killed_before_the_completion_only_completes(
+    ws: Workspace, s3_server: S3Server
+) -> None:
+    course_id, segment_id = ws.downloadable()[0]
+    path = ws.url_path(segment_id)
+    ws.origin.content.set_size(path, 12 * MiB + 12345)  # parts of 5, 5 and 2 MiB
+    key = f"videos/{course_id}/{segment_id}.mp4"
+    state = ws.root / "s3-state.db"
+    args = [*s3_args(s3_server), "--dest-part-size", "5M", "--state", str(state)]
+    completion = s3_server.hold("POST", "uploadId=")
+    first = ws.start(*args, env=s3_env(ws))
+    try:
+        wait_for(
+            lambda: completion.arrived.is_set() and recorded_parts(state, key) == 3,
+            what="every part recorded, the completion sent",
+        )
+    finally:
+        first.kill()
+        first.wait()
+        completion.release.set()
+    s3_server.holds.clear()
+    assert s3_server.open_uploads(BUCKET) == [key]
+    fetched_before = len([r for r in ws.origin.log if r.path == path])
+    parts_before = s3_server.uploads(key)
+
+    again = ws.run(*args, env=s3_env(ws))
+    assert again.code == 0, again.stderr
+    assert len([r for r in ws.origin.log if r.path == path]) == fetched_before  # not fetched
+    assert s3_server.uploads(key) == parts_before  # no part again
+    completions = [r for r in s3_server.requests if r[0] == "POST" and r[1].endswith(key)]
+    assert len([r for r in completions if r[2].startswith("uploadId=")]) == 2
+    assert_bucket_identical(ws, s3_server)
+    assert recorded_parts(state, key) == 0
+
+
 def test_a_failed_segment_leaves_no_upload_behind(ws: Workspace, s3_server: S3Server) -> None:
     course_id, segment_id = ws.downloadable()[0]
     path = ws.url_path(segment_id)

@@ -28,7 +28,7 @@ import httpx
 
 from tfbulk.credentials import load_aws_credentials
 from tfbulk.errors import BadInput
-from tfbulk.pipeline.checks import HEAD_SIZE, MIN_SIZE
+from tfbulk.pipeline.checks import HEAD_SIZE, MIN_SIZE, VerifyError, check_body, etag_md5
 from tfbulk.pipeline.destination import Existing
 from tfbulk.pipeline.events import Transfer
 from tfbulk.pipeline.fetch import Fetched, Fetcher, Validator, _PartBody
@@ -63,6 +63,7 @@ class S3Part:
     head: bytes = b""  # the body's first bytes, for the container check of a resume
     digest: hashlib._Hash | None = None  # the running MD5 of the `size` bytes stored
     md5_partial: bool = False  # resumed from another run: the MD5 misses what it stored
+    body_md5: str | None = None  # recorded by a run whose parts hold the whole body
 
     @property
     def final(self) -> str:
@@ -81,7 +82,7 @@ class S3Part:
         """Drop the upload so far (aborted in the background); the next attempt starts at 0."""
         self._drop_upload()
         self.size, self.pending, self.head, self.digest = 0, None, b"", None
-        self.md5_partial = False
+        self.md5_partial, self.body_md5 = False, None
 
     def continue_at(self, offset: int) -> None:
         assert offset == self.size
@@ -142,7 +143,13 @@ class S3Destination:
         if recorded is None:
             return S3Part(self, key)
         return S3Part(
-            self, key, recorded.stored, recorded.upload_id, list(recorded.etags), head=recorded.head
+            self,
+            key,
+            recorded.stored,
+            recorded.upload_id,
+            list(recorded.etags),
+            head=recorded.head,
+            body_md5=recorded.body_md5,
         )
 
     def abort_soon(self, key: str, upload_id: str) -> None:
@@ -271,7 +278,13 @@ class PartUploader:
         etag = await client.upload_part(part.key, part.upload_id, len(part.etags) + 1, body, md5)
         part.etags.append(etag)
         part.size += len(body)
-        upload = Recorded(part.upload_id, part.head, list(part.etags), part.size)
+        await self._record(None)
+
+    async def _record(self, body_md5: str | None) -> None:
+        """The upload so far in the state DB (with the body's MD5 once every part is up)."""
+        part = self._part
+        assert part.upload_id is not None
+        upload = Recorded(part.upload_id, part.head, list(part.etags), part.size, body_md5)
         await anyio.to_thread.run_sync(part.dest.log.save, part.key, upload)
 
     async def finish(self) -> None:
@@ -286,6 +299,7 @@ class PartUploader:
         if self._part.upload_id is not None or len(self._part.etags):
             if tail:
                 await self._upload_part(tail)
+            await self._record(self.md5)  # a kill before the completion need fetch no more
         else:
             self._part.pending = (tail, await anyio.to_thread.run_sync(_digest, self.digest, tail))
 
@@ -334,7 +348,11 @@ class S3Fetcher(Fetcher):
         transfer: Transfer,
         remember: Callable[[Validator], None],
     ) -> Fetched:
-        fetched = await super().fetch(url, part, validator, transfer, remember)  # type: ignore[arg-type]
+        if _stored_whole(part, validator):
+            assert validator is not None
+            fetched = _already_stored(part, validator, transfer)
+        else:
+            fetched = await super().fetch(url, part, validator, transfer, remember)  # type: ignore[arg-type]
         try:
             await part.make_visible(self._dest.client)  # type: ignore[attr-defined]
         except BaseException as exc:
@@ -343,6 +361,29 @@ class S3Fetcher(Fetcher):
                 failure.restart = True  # the upload is not resumed past its completion
             raise failure from None
         return fetched
+
+
+def _stored_whole(part: S3Part, validator: Validator | None) -> bool:
+    """An earlier run's parts hold the whole body, and what it recorded can be checked
+    against the source's ETag without fetching it again."""
+    return (
+        part.upload_id is not None
+        and part.size > 0
+        and validator is not None
+        and validator.size == part.size
+        and (part.body_md5 is not None or etag_md5(validator.etag) is None)
+    )
+
+
+def _already_stored(part: S3Part, validator: Validator, transfer: Transfer) -> Fetched:
+    """Verify what the parts hold as a fetch would have (size, container, MD5), with no
+    request: what remains is the completion."""
+    try:
+        check_body(part.head, part.size, validator.size, part.body_md5, validator.etag)
+    except VerifyError as exc:
+        raise AttemptFailed(Kind.INVALID, f"verification failed: {exc}", restart=True) from None
+    transfer.size = transfer.received = transfer.resumed_from = part.size
+    return Fetched(part.size, part.body_md5, validator.etag, 0)
 
 
 def _failure(exc: BaseException) -> BaseException:
