@@ -3,11 +3,12 @@
 The second kind of destination beside the local folder, for the same engine. A body is
 cut into parts as it arrives: a body smaller than one part goes up in a single PUT, a
 larger one as a multipart upload, one part in flight per download (the transfer pauses
-while its part uploads), so a download holds about two parts in memory (the one being
-gathered and the one going up) whatever its size. Every part carries its Content-MD5;
-the whole body is checked like a local one (length, container, the source's MD5 when its
-ETag is one) before it is made visible, and the object appears only with the PUT or the
-CompleteMultipartUpload that ends a verified fetch. Nothing is written to the local disk.
+while its part uploads). A part waits for its upload in a spool file (s3spool.py), not in
+memory, so a download holds a writer's batch whatever the part or file size. Every part
+carries its Content-MD5, computed as its bytes reach the spool; the whole body is checked
+like a local one (length, container, the source's MD5 when its ETag is one) before it is
+made visible, and the object appears only with the PUT or the CompleteMultipartUpload that
+ends a verified fetch. Nothing but the spool files (unnamed, a part each) touches the disk.
 
 An upload that did not end in an object (a failed attempt started over, a failed
 segment, a stopped run) is aborted before the run ends.
@@ -21,6 +22,7 @@ import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import anyio
 import anyio.from_thread
@@ -35,8 +37,10 @@ from tfbulk.pipeline.fetch import Fetched, Fetcher, Validator, _PartBody
 from tfbulk.pipeline.retry import AttemptFailed, Kind
 from tfbulk.pipeline.s3client import Bucket, S3Client, S3Error
 from tfbulk.pipeline.s3resume import Recorded, UploadLog
-from tfbulk.pipeline.transport import CurlOptions, CurlTransport
-from tfbulk.settings import S3_SCHEME, S3Dest, S3Location, Tuning
+from tfbulk.pipeline.s3spool import PartDigests, Spool
+from tfbulk.pipeline.transport import CurlOptions, CurlTransport, FileBody
+from tfbulk.pipeline.writer import DiskWriter
+from tfbulk.settings import S3_SCHEME, S3Dest, S3Location, Tuning, s3_work_folder
 from tfbulk.signing import redact
 from tfbulk.signing.s3 import AwsCredentials
 from tfbulk.state import Status, Store
@@ -58,7 +62,8 @@ class S3Part:
     size: int = 0
     upload_id: str | None = None
     etags: list[str] = field(default_factory=list)
-    pending: tuple[bytes, bytes] | None = None  # (body, its MD5 digest)
+    pending: tuple[FileBody, bytes] | None = None  # (the spooled body, its MD5 digest)
+    spool: Spool | None = None  # where this claim's parts wait for their upload
     published: bool = False
     head: bytes = b""  # the body's first bytes, for the container check of a resume
     digest: hashlib._Hash | None = None  # the running MD5 of the `size` bytes stored
@@ -96,6 +101,9 @@ class S3Part:
         if not self.published and not self.etags:
             self._drop_upload()
         self.pending = None
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
 
     def _drop_upload(self) -> None:
         if self.upload_id is not None:
@@ -195,37 +203,49 @@ class S3Destination:
 
 
 class S3Writer:
-    """The S3 counterpart of the DiskWriter: parts of `part_size` bytes, one in flight a
-    download, MD5s computed off the event loop."""
+    """The S3 counterpart of the DiskWriter: parts of `part_size` bytes, each spooled to a
+    file in `folder` by the writer threads (which also digest it), one in flight a download."""
 
-    def __init__(self, client: S3Client, part_size: int) -> None:
+    def __init__(self, client: S3Client, part_size: int, folder: Path) -> None:
         self.client = client
         self.part_size = part_size
+        self.folder = folder
+        self.threads = DiskWriter()
 
     def open(
         self, part: S3Part, offset: int, digest: hashlib._Hash, resume: Callable[[], None]
     ) -> PartUploader:
         assert offset == part.size
         part.digest = digest
-        return PartUploader(self, part, digest, resume)
+        if part.spool is None:
+            part.spool = Spool(self.folder)
+        return PartUploader(self, part, part.spool, digest, resume)
 
     def close(self) -> None:
-        """Nothing to stop: uploads run on the event loop."""
+        self.threads.close()
 
 
 class PartUploader:
-    """One attempt's body going up: `take` on the loop; a full part uploads while the
-    transfer waits (take says False), then it is woken."""
+    """One attempt's body going up: `take` on the loop hands the bytes to a writer thread
+    that spools and digests them; a full part uploads from the spool while the transfer
+    waits (take says False), then it is woken."""
 
     def __init__(
-        self, writer: S3Writer, part: S3Part, digest: hashlib._Hash, resume: Callable[[], None]
+        self,
+        writer: S3Writer,
+        part: S3Part,
+        spool: Spool,
+        digest: hashlib._Hash,
+        resume: Callable[[], None],
     ) -> None:
         self._writer = writer
         self._part = part
+        self._spool = spool
         self.digest = digest
         self._resume = resume
-        self._pieces: list[bytes] = []  # the part being filled, as it came
-        self._filled = 0
+        spool.reset()
+        self._filling = writer.threads.spool(spool.fd, PartDigests(digest), resume)
+        self._filled = 0  # bytes of the part being filled, taken so far
         self._uploading: asyncio.Task[None] | None = None
         self.error: BaseException | None = None
 
@@ -243,29 +263,42 @@ class PartUploader:
             raise self.error
         if self._uploading is not None:
             return False
+        room = self._writer.part_size - self._filled
+        if not self._filling.take(chunk if len(chunk) < room else chunk[:room]):
+            return False  # the writer thread is behind: nothing taken
         if len(self._part.head) < HEAD_SIZE:
             self._part.head += chunk[: HEAD_SIZE - len(self._part.head)]
-        room = self._writer.part_size - self._filled
-        self._pieces.append(chunk if len(chunk) <= room else chunk[:room])
         self._filled += min(len(chunk), room)
         if len(chunk) >= room:  # this part is full: up it goes, the transfer waits
-            body = b"".join(self._pieces)
-            rest = chunk[room:]
-            self._pieces, self._filled = ([rest], len(rest)) if rest else ([], 0)
-            self._uploading = asyncio.get_running_loop().create_task(self._upload(body))
+            self._uploading = asyncio.get_running_loop().create_task(self._turn(chunk[room:]))
         return True
 
-    async def _upload(self, body: bytes) -> None:
+    async def _turn(self, rest: bytes) -> None:
+        """Upload the full part, then start the next one with what came after it."""
         try:
-            await self._upload_part(body)
+            await self._flush()
+            await self._upload_part()
+            if rest:
+                taken = self._filling.take(rest)  # a fresh writer has no backlog
+                assert taken
+                self._filled = len(rest)
         except BaseException as exc:
             self.error = _failure(exc)
         finally:
             self._uploading = None
             self._resume()
 
-    async def _upload_part(self, body: bytes) -> None:
-        md5 = await anyio.to_thread.run_sync(_digest, self.digest, body)
+    async def _flush(self) -> None:
+        """Every byte taken is in the spool and digested (a spool error as an attempt's)."""
+        try:
+            await self._filling.finish()
+        except OSError as exc:
+            raise AttemptFailed(
+                Kind.CLIENT, f"cannot spool a part in {self._writer.folder}: {exc.strerror}"
+            ) from None
+
+    async def _upload_part(self) -> None:
+        """Upload the spooled part (flushed), record it, and empty the spool for the next."""
         part, client = self._part, self._writer.client
         if len(part.etags) >= MAX_PARTS:
             raise AttemptFailed(
@@ -275,10 +308,27 @@ class PartUploader:
             )
         if part.upload_id is None:
             part.upload_id = await client.create_upload(part.key)
-        etag = await client.upload_part(part.key, part.upload_id, len(part.etags) + 1, body, md5)
+        md5 = self._part_md5()
+        number = len(part.etags) + 1
+        etag = await client.upload_part(
+            part.key, part.upload_id, number, self._spool.body(self._filled), md5
+        )
         part.etags.append(etag)
-        part.size += len(body)
+        part.size += self._filled
         await self._record(None)
+        self._next_part()
+
+    def _part_md5(self) -> bytes:
+        digests = self._filling.digest
+        assert isinstance(digests, PartDigests)
+        return digests.part.digest()
+
+    def _next_part(self) -> None:
+        self._spool.reset()
+        self._filled = 0
+        self._filling = self._writer.threads.spool(
+            self._spool.fd, PartDigests(self.digest), self._resume
+        )
 
     async def _record(self, body_md5: str | None) -> None:
         """The upload so far in the state DB (with the body's MD5 once every part is up)."""
@@ -288,33 +338,28 @@ class PartUploader:
         await anyio.to_thread.run_sync(part.dest.log.save, part.key, upload)
 
     async def finish(self) -> None:
-        """Every byte taken is digested; the last part is up (or held, for a small body's
-        PUT once verified). Raises the first upload error."""
+        """Every byte taken is digested; the last part is up (or spooled, for a small
+        body's PUT once verified). Raises the first upload error."""
         if self._uploading is not None:
             await self._uploading
         if self.error is not None:
             raise self.error
-        tail = b"".join(self._pieces)
-        self._pieces, self._filled = [], 0
+        await self._flush()
         if self._part.upload_id is not None or len(self._part.etags):
-            if tail:
-                await self._upload_part(tail)
+            if self._filled:
+                await self._upload_part()
             await self._record(self.md5)  # a kill before the completion need fetch no more
         else:
-            self._part.pending = (tail, await anyio.to_thread.run_sync(_digest, self.digest, tail))
+            self._part.pending = (self._spool.body(self._filled), self._part_md5())
 
     async def abandon(self) -> None:
         """After a failed attempt: the part in flight ends; the bytes after it are dropped
         (a new attempt continues at the last part boundary)."""
         if self._uploading is not None:
             await asyncio.gather(self._uploading, return_exceptions=True)
-        self._pieces, self._filled = [], 0
-
-
-def _digest(whole: hashlib._Hash, body: bytes) -> bytes:
-    """Feed the body's running MD5 and return the part's own (on a worker thread)."""
-    whole.update(body)
-    return hashlib.md5(body, usedforsecurity=False).digest()
+        with contextlib.suppress(AttemptFailed):
+            await self._flush()  # the thread is done with the spool before it is emptied
+        self._next_part()
 
 
 class _S3Body(_PartBody):
@@ -431,13 +476,16 @@ async def open_sink(
     dest = S3Destination(settings.location, client, log)
     await dest.sweep(store)
 
+    writer = S3Writer(client, settings.part_size, s3_work_folder(settings.location))
+
     async def aclose() -> None:
         await dest.drain()
         await dest.sweep(store)
         await client.aclose()
+        writer.close()
         log.close()
 
-    return dest, S3Writer(client, settings.part_size), aclose
+    return dest, writer, aclose
 
 
 def load_credentials(settings: S3Dest) -> AwsCredentials:
