@@ -136,6 +136,12 @@ def recorded_parts(state: Path, key: str) -> int:
     return len(json.loads(row[0])) if row and validated[0] else 0
 
 
+def recorded_md5(state: Path, segment_id: int) -> str | None:
+    with contextlib.closing(sqlite3.connect(state)) as conn:
+        row = conn.execute("SELECT md5 FROM segments WHERE id = ?", (segment_id,))
+        return row.fetchone()[0]
+
+
 def test_a_killed_run_resumes_at_the_next_part_boundary(ws: Workspace, s3_server: S3Server) -> None:
     course_id, segment_id = ws.downloadable()[0]
     path = ws.url_path(segment_id)
@@ -160,9 +166,45 @@ def test_a_killed_run_resumes_at_the_next_part_boundary(ws: Workspace, s3_server
     numbers = [q.split("&")[0] for q in s3_server.uploads(key)]
     assert numbers == ["partNumber=1", "partNumber=2", "partNumber=3"]  # part 1 not again
     resumed = [r for r in ws.origin.log if r.path == path and r.range]
-    assert [r.range for r in resumed] == [f"bytes={5 * MiB}-"]
+    # part 1 re-read to hash it only (its MD5 died with the first run), then the rest
+    assert [r.range for r in resumed] == [f"bytes=0-{5 * MiB - 1}", f"bytes={5 * MiB}-"]
     assert_bucket_identical(ws, s3_server)
     assert recorded_parts(state, key) == 0
+    # the whole MD5 was computed (and checked against the ETag) despite the resume
+    assert recorded_md5(state, segment_id) == hashlib.md5(ws.expected(segment_id)).hexdigest()
+
+
+def test_a_part_stored_from_damaged_bytes_is_found_before_the_object_appears(
+    ws: Workspace, s3_server: S3Server
+) -> None:
+    course_id, segment_id = ws.downloadable()[0]
+    path = ws.url_path(segment_id)
+    ws.origin.content.set_size(path, 12 * MiB + 12345)
+    gate = threading.Event()
+    # the first run receives part 1 with one byte flipped (same ETag), then is killed
+    ws.origin.add_fault(path, Fault(gate=gate, corrupt_at=MiB))
+    key = f"videos/{course_id}/{segment_id}.mp4"
+    state = ws.root / "s3-state.db"
+    args = [*s3_args(s3_server), "--dest-part-size", "5M", "--state", str(state)]
+    first = ws.start(*args, env=s3_env(ws))
+    try:
+        wait_for(lambda: recorded_parts(state, key) == 1, what="part 1 recorded")
+    finally:
+        first.kill()
+        first.wait()
+        gate.set()
+
+    again = ws.run(*args, env=s3_env(ws))  # the origin serves the right bytes now
+    assert again.code == 0, again.stderr
+    assert_bucket_identical(ws, s3_server)  # not the object with the damaged part 1
+    numbers = [q.split("&")[0] for q in s3_server.uploads(key)]
+    assert numbers == ["partNumber=1", "partNumber=1", "partNumber=2", "partNumber=3"]
+    assert recorded_md5(state, segment_id) == hashlib.md5(ws.expected(segment_id)).hexdigest()
+    with contextlib.closing(sqlite3.connect(state)) as conn:
+        (attempts,) = conn.execute(
+            "SELECT attempts FROM segments WHERE id = ?", (segment_id,)
+        ).fetchone()
+    assert attempts >= 2  # the resume check's failure counted as an attempt
 
 
 def test_a_run_killed_before_the_completion_only_completes(

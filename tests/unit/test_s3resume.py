@@ -37,7 +37,7 @@ def test_forget_drops_only_that_upload(tmp_path: Path) -> None:
     log.close()
 
 
-def test_a_table_from_before_body_md5_gets_the_column(tmp_path: Path) -> None:
+def test_a_table_from_before_body_md5_and_part_sums_gets_them(tmp_path: Path) -> None:
     state = tmp_path / "state.db"
     with contextlib.closing(sqlite3.connect(state)) as conn:
         conn.execute(
@@ -49,8 +49,9 @@ def test_a_table_from_before_body_md5_gets_the_column(tmp_path: Path) -> None:
         conn.commit()
     log = UploadLog(str(state))
     assert log.find("old") == Recorded("up-0", b"\0", ["e"], 5)
-    log.save("k", Recorded("up-1", b"h", ['"e"'], 1, "0" * 32))
+    log.save("k", Recorded("up-1", b"h", ['"e"'], 1, "0" * 32, [(1, "f" * 32)]))
     log.close()
-    again = UploadLog(str(state))  # the column is there now: nothing to add
-    assert again.find("k") == Recorded("up-1", b"h", ['"e"'], 1, "0" * 32)
+    again = UploadLog(str(state))  # the columns are there now: nothing to add
+    assert again.find("k") == Recorded("up-1", b"h", ['"e"'], 1, "0" * 32, [(1, "f" * 32)])
+    assert again.find("old") == Recorded("up-0", b"\0", ["e"], 5)  # sums None: uncheckable
     again.close()

@@ -33,9 +33,10 @@ from tfbulk.errors import BadInput
 from tfbulk.pipeline.checks import HEAD_SIZE, MIN_SIZE, VerifyError, check_body, etag_md5
 from tfbulk.pipeline.destination import Existing
 from tfbulk.pipeline.events import Transfer
-from tfbulk.pipeline.fetch import Fetched, Fetcher, Validator, _PartBody
+from tfbulk.pipeline.fetch import USER_AGENT, Fetched, Fetcher, Validator, _PartBody
 from tfbulk.pipeline.retry import AttemptFailed, Kind
 from tfbulk.pipeline.s3client import Bucket, S3Client, S3Error
+from tfbulk.pipeline.s3recheck import recheck_prefix
 from tfbulk.pipeline.s3resume import Recorded, UploadLog
 from tfbulk.pipeline.s3spool import PartDigests, Spool
 from tfbulk.pipeline.transport import CurlOptions, CurlTransport, FileBody
@@ -62,6 +63,7 @@ class S3Part:
     size: int = 0
     upload_id: str | None = None
     etags: list[str] = field(default_factory=list)
+    sums: list[tuple[int, str]] | None = field(default_factory=list)  # each part's size, MD5
     pending: tuple[FileBody, bytes] | None = None  # (the spooled body, its MD5 digest)
     spool: Spool | None = None  # where this claim's parts wait for their upload
     published: bool = False
@@ -108,7 +110,7 @@ class S3Part:
     def _drop_upload(self) -> None:
         if self.upload_id is not None:
             self.dest.abort_soon(self.key, self.upload_id)
-        self.upload_id, self.etags = None, []
+        self.upload_id, self.etags, self.sums = None, [], []
 
     async def make_visible(self, client: S3Client) -> str:
         """PUT the held body, or complete the multipart upload: the object appears now."""
@@ -158,6 +160,7 @@ class S3Destination:
             list(recorded.etags),
             head=recorded.head,
             body_md5=recorded.body_md5,
+            sums=list(recorded.sums) if recorded.sums is not None else None,
         )
 
     def abort_soon(self, key: str, upload_id: str) -> None:
@@ -314,6 +317,8 @@ class PartUploader:
             part.key, part.upload_id, number, self._spool.body(self._filled), md5
         )
         part.etags.append(etag)
+        if part.sums is not None:
+            part.sums.append((self._filled, md5.hex()))
         part.size += self._filled
         await self._record(None)
         self._next_part()
@@ -334,7 +339,8 @@ class PartUploader:
         """The upload so far in the state DB (with the body's MD5 once every part is up)."""
         part = self._part
         assert part.upload_id is not None
-        upload = Recorded(part.upload_id, part.head, list(part.etags), part.size, body_md5)
+        sums = list(part.sums) if part.sums is not None else None
+        upload = Recorded(part.upload_id, part.head, list(part.etags), part.size, body_md5, sums)
         await anyio.to_thread.run_sync(part.dest.log.save, part.key, upload)
 
     async def finish(self) -> None:
@@ -397,6 +403,9 @@ class S3Fetcher(Fetcher):
             assert validator is not None
             fetched = _already_stored(part, validator, transfer)
         else:
+            if _to_recheck(part, validator):
+                assert validator is not None
+                await self._recheck(url, part, validator)
             fetched = await super().fetch(url, part, validator, transfer, remember)  # type: ignore[arg-type]
         try:
             await part.make_visible(self._dest.client)  # type: ignore[attr-defined]
@@ -406,6 +415,40 @@ class S3Fetcher(Fetcher):
                 failure.restart = True  # the upload is not resumed past its completion
             raise failure from None
         return fetched
+
+    async def _recheck(self, url: str, part: S3Part, validator: Validator) -> None:
+        """Read the parts an earlier run stored from the source again, hashing them only
+        (s3recheck.py): the whole body's MD5 is then checked as for any download."""
+        if part.sums is None:
+            raise AttemptFailed(
+                Kind.NETWORK,
+                "resume check: the stored parts were recorded by an older tfbulk and cannot "
+                "be checked; starting over",
+                restart=True,
+            )
+        assert validator.if_range is not None
+        headers = [
+            ("User-Agent", USER_AGENT),
+            ("Accept-Encoding", "identity"),
+            ("Range", f"bytes=0-{part.size - 1}"),
+            ("If-Range", validator.if_range),
+        ]
+        request = httpx.Request("GET", url, headers=headers)
+        part.digest = await recheck_prefix(self._transport, request, part.sums, validator.size)
+        part.md5_partial = False
+
+
+def _to_recheck(part: S3Part, validator: Validator | None) -> bool:
+    """Parts stored by another run are continued, and the source's ETag is an MD5 that
+    the whole body can be checked against."""
+    return (
+        part.size > 0
+        and part.digest is None
+        and validator is not None
+        and validator.if_range is not None
+        and (validator.size is None or part.size <= validator.size)
+        and etag_md5(validator.etag) is not None
+    )
 
 
 def _stored_whole(part: S3Part, validator: Validator | None) -> bool:

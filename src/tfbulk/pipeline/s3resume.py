@@ -5,13 +5,15 @@ the same state DB as --state), so it needs nothing from the store's migrations:
 
     s3_uploads(object_key TEXT PRIMARY KEY, upload_id TEXT, head BLOB/BYTEA,
                part_etags TEXT (JSON list, part 1 first), stored BIGINT, updated REAL,
-               body_md5 TEXT)
+               body_md5 TEXT, part_sums TEXT (JSON list of [size, MD5 hex], part 1 first))
 
 A row is written after each part S3 accepted, and deleted when the upload is completed
 or aborted. `stored` is where a resumed download continues (a part boundary). Once the
 last part is up, `body_md5` is the whole body's MD5: a run killed before the completion
-checks it against the source's ETag and completes, with nothing fetched again. A table
-made before a column existed gets it added when opened.
+checks it against the source's ETag and completes, with nothing fetched again.
+`part_sums` are what each part held, so that a run continuing the upload can check the
+stored parts against the source (s3recheck.py). A table made before a column existed gets
+it added when opened (its rows' new columns are NULL: parts that cannot be checked).
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from typing import Any
 
 from tfbulk.state.url import is_postgres_url
 
-_COLUMNS = "object_key, upload_id, head, part_etags, stored, updated, body_md5"
-_ADDED = {"body_md5": "TEXT"}  # columns newer than the table: added to an older one
+_COLUMNS = "object_key, upload_id, head, part_etags, stored, updated, body_md5, part_sums"
+_ADDED = {"body_md5": "TEXT", "part_sums": "TEXT"}  # newer than the table: added to an older one
 
 
 def _schema(blob: str) -> str:
@@ -41,13 +43,15 @@ def _schema(blob: str) -> str:
 @dataclass(frozen=True)
 class Recorded:
     """An upload with finished parts: its ID, the body's first bytes, the parts' ETags,
-    the bytes they hold, and (once they hold the whole body) its MD5."""
+    the bytes they hold, (once they hold the whole body) its MD5, and each part's size and
+    MD5 (None from an older tfbulk)."""
 
     upload_id: str
     head: bytes
     etags: list[str]
     stored: int
     body_md5: str | None = None
+    sums: list[tuple[int, str]] | None = None
 
 
 class UploadLog:
@@ -80,12 +84,13 @@ class UploadLog:
         return {row[0] for row in self._run("SELECT object_key FROM s3_uploads")}
 
     def save(self, key: str, upload: Recorded) -> None:
-        marks = ", ".join([self._mark] * 7)
+        marks = ", ".join([self._mark] * 8)
         self._run(
             f"INSERT INTO s3_uploads ({_COLUMNS}) VALUES ({marks}) ON CONFLICT (object_key) "
             "DO UPDATE SET upload_id = excluded.upload_id, head = excluded.head, "
             "part_etags = excluded.part_etags, stored = excluded.stored, "
-            "updated = excluded.updated, body_md5 = excluded.body_md5",
+            "updated = excluded.updated, body_md5 = excluded.body_md5, "
+            "part_sums = excluded.part_sums",
             key,
             upload.upload_id,
             upload.head,
@@ -93,6 +98,7 @@ class UploadLog:
             upload.stored,
             time.time(),
             upload.body_md5,
+            json.dumps(upload.sums) if upload.sums is not None else None,
         )
 
     def forget(self, key: str, upload_id: str) -> None:
@@ -124,4 +130,5 @@ class UploadLog:
 
 
 def _recorded(row: tuple[Any, ...]) -> Recorded:
-    return Recorded(row[1], bytes(row[2]), json.loads(row[3]), int(row[4]), row[6])
+    sums = [(int(size), str(md5)) for size, md5 in json.loads(row[7])] if row[7] else None
+    return Recorded(row[1], bytes(row[2]), json.loads(row[3]), int(row[4]), row[6], sums)
