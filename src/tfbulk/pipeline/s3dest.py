@@ -311,6 +311,7 @@ class PartUploader:
             )
         if part.upload_id is None:
             part.upload_id = await client.create_upload(part.key)
+            await self._record(None)  # recorded before its first part: a kill orphans nothing
         md5 = self._part_md5()
         number = len(part.etags) + 1
         etag = await client.upload_part(

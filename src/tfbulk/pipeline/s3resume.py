@@ -7,10 +7,12 @@ the same state DB as --state), so it needs nothing from the store's migrations:
                part_etags TEXT (JSON list, part 1 first), stored BIGINT, updated REAL,
                body_md5 TEXT, part_sums TEXT (JSON list of [size, MD5 hex], part 1 first))
 
-A row is written after each part S3 accepted, and deleted when the upload is completed
-or aborted. `stored` is where a resumed download continues (a part boundary). Once the
-last part is up, `body_md5` is the whole body's MD5: a run killed before the completion
-checks it against the source's ETag and completes, with nothing fetched again.
+A row is written when the upload is created (so that a kill during its first part
+leaves no upload nobody knows of), after each part S3 accepted, and deleted when the
+upload is completed or aborted. `stored` is where a resumed download continues (a part
+boundary). Once the last part is up, `body_md5` is the whole body's MD5: a run killed
+before the completion checks it against the source's ETag and completes, with nothing
+fetched again.
 `part_sums` are what each part held, so that a run continuing the upload can check the
 stored parts against the source (s3recheck.py). A table made before a column existed gets
 it added when opened (its rows' new columns are NULL: parts that cannot be checked).
