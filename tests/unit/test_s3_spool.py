@@ -73,6 +73,7 @@ async def upload(tmp_path: Path, size: int) -> tuple[S3Part, ReadingBack, int, s
             del chunk
         await uploader.finish()
         peak = tracemalloc.get_traced_memory()[1]
+        assert not writer.threads._open  # every part's writer finished: none kept ticking
     finally:
         tracemalloc.stop()
         writer.close()

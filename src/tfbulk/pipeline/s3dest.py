@@ -40,7 +40,7 @@ from tfbulk.pipeline.s3recheck import recheck_prefix
 from tfbulk.pipeline.s3resume import Recorded, UploadLog
 from tfbulk.pipeline.s3spool import PartDigests, Spool
 from tfbulk.pipeline.transport import CurlOptions, CurlTransport, FileBody
-from tfbulk.pipeline.writer import DiskWriter
+from tfbulk.pipeline.writer import DiskWriter, PartWriter
 from tfbulk.settings import S3_SCHEME, S3Dest, S3Location, Tuning, s3_work_folder
 from tfbulk.signing import redact
 from tfbulk.signing.s3 import AwsCredentials
@@ -247,7 +247,8 @@ class PartUploader:
         self.digest = digest
         self._resume = resume
         spool.reset()
-        self._filling = writer.threads.spool(spool.fd, PartDigests(digest), resume)
+        self._digests = PartDigests(digest)  # the whole body's MD5 and this part's
+        self._filling: PartWriter | None = None  # its writer, opened with its first bytes
         self._filled = 0  # bytes of the part being filled, taken so far
         self._uploading: asyncio.Task[None] | None = None
         self.error: BaseException | None = None
@@ -267,7 +268,7 @@ class PartUploader:
         if self._uploading is not None:
             return False
         room = self._writer.part_size - self._filled
-        if not self._filling.take(chunk if len(chunk) < room else chunk[:room]):
+        if not self._fill().take(chunk if len(chunk) < room else chunk[:room]):
             return False  # the writer thread is behind: nothing taken
         if len(self._part.head) < HEAD_SIZE:
             self._part.head += chunk[: HEAD_SIZE - len(self._part.head)]
@@ -282,7 +283,7 @@ class PartUploader:
             await self._flush()
             await self._upload_part()
             if rest:
-                taken = self._filling.take(rest)  # a fresh writer has no backlog
+                taken = self._fill().take(rest)  # a fresh writer has no backlog
                 assert taken
                 self._filled = len(rest)
         except BaseException as exc:
@@ -291,8 +292,16 @@ class PartUploader:
             self._uploading = None
             self._resume()
 
+    def _fill(self) -> PartWriter:
+        """The writer of the part being filled (one a part: a finished one is done)."""
+        if self._filling is None:
+            self._filling = self._writer.threads.spool(self._spool.fd, self._digests, self._resume)
+        return self._filling
+
     async def _flush(self) -> None:
         """Every byte taken is in the spool and digested (a spool error as an attempt's)."""
+        if self._filling is None:
+            return
         try:
             await self._filling.finish()
         except OSError as exc:
@@ -312,7 +321,7 @@ class PartUploader:
         if part.upload_id is None:
             part.upload_id = await client.create_upload(part.key)
             await self._record(None)  # recorded before its first part: a kill orphans nothing
-        md5 = self._part_md5()
+        md5 = self._digests.part.digest()
         number = len(part.etags) + 1
         etag = await client.upload_part(
             part.key, part.upload_id, number, self._spool.body(self._filled), md5
@@ -324,17 +333,10 @@ class PartUploader:
         await self._record(None)
         self._next_part()
 
-    def _part_md5(self) -> bytes:
-        digests = self._filling.digest
-        assert isinstance(digests, PartDigests)
-        return digests.part.digest()
-
     def _next_part(self) -> None:
         self._spool.reset()
         self._filled = 0
-        self._filling = self._writer.threads.spool(
-            self._spool.fd, PartDigests(self.digest), self._resume
-        )
+        self._digests, self._filling = PartDigests(self.digest), None
 
     async def _record(self, body_md5: str | None) -> None:
         """The upload so far in the state DB (with the body's MD5 once every part is up)."""
@@ -357,7 +359,7 @@ class PartUploader:
                 await self._upload_part()
             await self._record(self.md5)  # a kill before the completion need fetch no more
         else:
-            self._part.pending = (self._spool.body(self._filled), self._part_md5())
+            self._part.pending = (self._spool.body(self._filled), self._digests.part.digest())
 
     async def abandon(self) -> None:
         """After a failed attempt: the part in flight ends; the bytes after it are dropped
