@@ -2,8 +2,9 @@
 sink holds at most one part per download, so the large file must not cost more memory.
 
 The local synthetic origin (unsigned) serves the bodies; moto's server in its own process
-is the bucket. Each case is a fresh `tfbulk run` whose peak RSS is read from the kernel
-(GNU time's %M); concurrency 1, so one download at a time in both cases.
+is the bucket. Each case is a fresh `tfbulk run` whose peak RSS and CPU time (user +
+system) are read from the kernel (GNU time's %M, %U, %S); concurrency 1, so one download
+at a time in both cases.
 
     python benchmarks/s3_sink_rss.py [--large 256M] [--small-count 64] [--part-size 16M]
 """
@@ -54,7 +55,10 @@ def main() -> None:
         return
     print(f"tfbulk run --dest s3://… (part size {args.part_size}, concurrency 1):")
     for name, figures in results.items():
-        print(f"  {name:14} peak RSS {figures['rss_mib']:6.1f} MiB   {figures['seconds']:6.1f} s")
+        print(
+            f"  {name:14} peak RSS {figures['rss_mib']:6.1f} MiB   "
+            f"CPU {figures['cpu_s']:6.2f} s   {figures['seconds']:6.1f} s"
+        )
 
 
 def _bucket(endpoint: str) -> None:
@@ -87,7 +91,7 @@ def _case(endpoint: str, size: int, count: int, part_size: str) -> dict[str, flo
                     "-o",
                     str(root / "rss"),
                     "-f",
-                    "%M",
+                    "%M %U %S",
                     sys.executable,
                     "-m",
                     "tfbulk",
@@ -116,8 +120,8 @@ def _case(endpoint: str, size: int, count: int, part_size: str) -> dict[str, flo
                 stdout=subprocess.DEVNULL,
             )
             seconds = time.monotonic() - started
-        peak = int((root / "rss").read_text().split()[-1]) / 1024  # KiB
-    return {"rss_mib": peak, "seconds": seconds}
+        peak, user, system = (root / "rss").read_text().split()[-3:]
+    return {"rss_mib": int(peak) / 1024, "cpu_s": float(user) + float(system), "seconds": seconds}
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """What a 64 MiB multipart upload costs the uploading process, by S3 client: our SigV4 over
 the engine's libcurl transport (tfbulk.pipeline.s3client) or botocore (its defaults).
+"tfbulk spooled" is ours as the S3 sink uses it: each part written to a spool file
+(tfbulk.pipeline.s3spool) and sent from there.
 
 A moto server runs in its own process on 127.0.0.1; each client uploads in a fresh child
 process, `--rounds` times, four 16 MiB parts made on the fly (the same bytes for both), so
@@ -27,7 +29,7 @@ from pathlib import Path
 PART = 16 << 20
 PARTS = 4
 BUCKET = "tfbulk-bench"
-CHILDREN = ("tfbulk import", "tfbulk", "botocore import", "botocore")
+CHILDREN = ("tfbulk import", "tfbulk", "tfbulk spooled", "botocore import", "botocore")
 KEYS = ("AKIATFBULKBENCH00001", "tfbulk-bench-secret-0000000000000000000")
 
 
@@ -111,7 +113,9 @@ def _child(name: str, endpoint: str) -> None:
     else:
         import asyncio
 
-        asyncio.run(_with_tfbulk(endpoint, upload=name == "tfbulk"))
+        asyncio.run(
+            _with_tfbulk(endpoint, upload=name != "tfbulk import", spool=name.endswith("spooled"))
+        )
     usage = resource.getrusage(resource.RUSAGE_SELF)
     figures = {"cpu_s": usage.ru_utime + usage.ru_stime, "rss_mib": usage.ru_maxrss / 1024}
     print(json.dumps(figures))
@@ -144,8 +148,12 @@ def _with_botocore(endpoint: str, *, upload: bool = True) -> None:
     )
 
 
-async def _with_tfbulk(endpoint: str, *, upload: bool) -> None:
-    from tfbulk.pipeline.s3client import Bucket, S3Client
+async def _with_tfbulk(endpoint: str, *, upload: bool, spool: bool) -> None:
+    import os
+    import tempfile
+
+    from tfbulk.pipeline.s3client import Body, Bucket, S3Client
+    from tfbulk.pipeline.s3spool import Spool
     from tfbulk.pipeline.transport import CurlOptions, CurlTransport
     from tfbulk.signing.s3 import AwsCredentials
 
@@ -159,9 +167,17 @@ async def _with_tfbulk(endpoint: str, *, upload: bool) -> None:
         return
     upload_id = await client.create_upload("tfbulk.bin")
     etags = []
-    for number, body in enumerate(_parts(), 1):
-        md5 = hashlib.md5(body, usedforsecurity=False).digest()
-        etags.append(await client.upload_part("tfbulk.bin", upload_id, number, body, md5))
+    with tempfile.TemporaryDirectory() as folder:
+        spooled = Spool(Path(folder)) if spool else None
+        for number, made in enumerate(_parts(), 1):
+            md5 = hashlib.md5(made, usedforsecurity=False).digest()
+            body: Body = made
+            if spooled is not None:
+                spooled.reset()
+                os.write(spooled.fd, made)
+                body = spooled.body(len(made))
+                del made
+            etags.append(await client.upload_part("tfbulk.bin", upload_id, number, body, md5))
     await client.complete("tfbulk.bin", upload_id, etags)
     await transport.aclose()
 

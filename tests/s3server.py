@@ -1,7 +1,8 @@
 """A real S3-compatible server for the tests: moto's, on 127.0.0.1, with a request log.
 
 Each request that reaches it is logged as (method, path, query), so a test can say which
-parts were uploaded, and how often, without trusting tfbulk's own account of it.
+parts were uploaded, and how often, without trusting tfbulk's own account of it. A test
+can also hold a kind of request (`hold`) to kill the client at that exact point.
 """
 
 from __future__ import annotations
@@ -33,11 +34,26 @@ BAD_DIGEST = (
 
 
 @dataclass
+class Hold:
+    """Requests of one method whose query starts with `query` wait here until `release`
+    is set, then fail with a 503 without reaching moto (the client is gone by then)."""
+
+    method: str
+    query: str
+    arrived: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    def matches(self, method: str, query: str) -> bool:
+        return method == self.method and query.startswith(self.query)
+
+
+@dataclass
 class S3Server:
     """moto's server on a free port of 127.0.0.1; `requests` lists what it was sent."""
 
     url: str = ""
     requests: list[tuple[str, str, str]] = field(default_factory=list)
+    holds: list[Hold] = field(default_factory=list)
     _stop: Callable[[], None] | None = None
 
     def start(self) -> S3Server:
@@ -60,8 +76,17 @@ class S3Server:
         return self
 
     def stop(self) -> None:
+        for hold in self.holds:
+            hold.release.set()
         if self._stop is not None:
             self._stop()
+
+    def hold(self, method: str, query: str) -> Hold:
+        """Hold the requests of `method` whose query starts with `query` (see Hold):
+        `hold("POST", "uploadId=")` stops every CompleteMultipartUpload."""
+        hold = Hold(method, query)
+        self.holds.append(hold)
+        return hold
 
     def create_bucket(self, name: str) -> None:
         self.client().create_bucket(Bucket=name)
@@ -102,10 +127,14 @@ class S3Server:
         """Log each request; check its Content-MD5 as S3 does (moto does not)."""
 
         def logged(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-            self.requests.append(
-                (environ["REQUEST_METHOD"], environ["PATH_INFO"], environ["QUERY_STRING"])
-            )
+            method, query = environ["REQUEST_METHOD"], environ["QUERY_STRING"]
+            self.requests.append((method, environ["PATH_INFO"], query))
             body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            for hold in [h for h in self.holds if h.matches(method, query)]:
+                hold.arrived.set()
+                hold.release.wait(timeout=120)
+                start_response("503 Service Unavailable", [("Content-Type", "application/xml")])
+                return [b""]
             environ["wsgi.input"] = io.BytesIO(body)
             given = environ.get("HTTP_CONTENT_MD5")
             if given is not None and given != base64.b64encode(hashlib.md5(body).digest()).decode():

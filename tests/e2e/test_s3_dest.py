@@ -136,6 +136,12 @@ def recorded_parts(state: Path, key: str) -> int:
     return len(json.loads(row[0])) if row and validated[0] else 0
 
 
+def recorded_md5(state: Path, segment_id: int) -> str | None:
+    with contextlib.closing(sqlite3.connect(state)) as conn:
+        row = conn.execute("SELECT md5 FROM segments WHERE id = ?", (segment_id,))
+        return row.fetchone()[0]
+
+
 def test_a_killed_run_resumes_at_the_next_part_boundary(ws: Workspace, s3_server: S3Server) -> None:
     course_id, segment_id = ws.downloadable()[0]
     path = ws.url_path(segment_id)
@@ -160,7 +166,78 @@ def test_a_killed_run_resumes_at_the_next_part_boundary(ws: Workspace, s3_server
     numbers = [q.split("&")[0] for q in s3_server.uploads(key)]
     assert numbers == ["partNumber=1", "partNumber=2", "partNumber=3"]  # part 1 not again
     resumed = [r for r in ws.origin.log if r.path == path and r.range]
-    assert [r.range for r in resumed] == [f"bytes={5 * MiB}-"]
+    # part 1 re-read to hash it only (its MD5 died with the first run), then the rest
+    assert [r.range for r in resumed] == [f"bytes=0-{5 * MiB - 1}", f"bytes={5 * MiB}-"]
+    assert_bucket_identical(ws, s3_server)
+    assert recorded_parts(state, key) == 0
+    # the whole MD5 was computed (and checked against the ETag) despite the resume
+    assert recorded_md5(state, segment_id) == hashlib.md5(ws.expected(segment_id)).hexdigest()
+
+
+def test_a_part_stored_from_damaged_bytes_is_found_before_the_object_appears(
+    ws: Workspace, s3_server: S3Server
+) -> None:
+    course_id, segment_id = ws.downloadable()[0]
+    path = ws.url_path(segment_id)
+    ws.origin.content.set_size(path, 12 * MiB + 12345)
+    gate = threading.Event()
+    # the first run receives part 1 with one byte flipped (same ETag), then is killed
+    ws.origin.add_fault(path, Fault(gate=gate, corrupt_at=MiB))
+    key = f"videos/{course_id}/{segment_id}.mp4"
+    state = ws.root / "s3-state.db"
+    args = [*s3_args(s3_server), "--dest-part-size", "5M", "--state", str(state)]
+    first = ws.start(*args, env=s3_env(ws))
+    try:
+        wait_for(lambda: recorded_parts(state, key) == 1, what="part 1 recorded")
+    finally:
+        first.kill()
+        first.wait()
+        gate.set()
+
+    again = ws.run(*args, env=s3_env(ws))  # the origin serves the right bytes now
+    assert again.code == 0, again.stderr
+    assert_bucket_identical(ws, s3_server)  # not the object with the damaged part 1
+    numbers = [q.split("&")[0] for q in s3_server.uploads(key)]
+    assert numbers == ["partNumber=1", "partNumber=1", "partNumber=2", "partNumber=3"]
+    assert recorded_md5(state, segment_id) == hashlib.md5(ws.expected(segment_id)).hexdigest()
+    with contextlib.closing(sqlite3.connect(state)) as conn:
+        (attempts,) = conn.execute(
+            "SELECT attempts FROM segments WHERE id = ?", (segment_id,)
+        ).fetchone()
+    assert attempts >= 2  # the resume check's failure counted as an attempt
+
+
+def test_a_run_killed_before_the_completion_only_completes(
+    ws: Workspace, s3_server: S3Server
+) -> None:
+    course_id, segment_id = ws.downloadable()[0]
+    path = ws.url_path(segment_id)
+    ws.origin.content.set_size(path, 12 * MiB + 12345)  # parts of 5, 5 and 2 MiB
+    key = f"videos/{course_id}/{segment_id}.mp4"
+    state = ws.root / "s3-state.db"
+    args = [*s3_args(s3_server), "--dest-part-size", "5M", "--state", str(state)]
+    completion = s3_server.hold("POST", "uploadId=")
+    first = ws.start(*args, env=s3_env(ws))
+    try:
+        wait_for(
+            lambda: completion.arrived.is_set() and recorded_parts(state, key) == 3,
+            what="every part recorded, the completion sent",
+        )
+    finally:
+        first.kill()
+        first.wait()
+        completion.release.set()
+    s3_server.holds.clear()
+    assert s3_server.open_uploads(BUCKET) == [key]
+    fetched_before = len([r for r in ws.origin.log if r.path == path])
+    parts_before = s3_server.uploads(key)
+
+    again = ws.run(*args, env=s3_env(ws))
+    assert again.code == 0, again.stderr
+    assert len([r for r in ws.origin.log if r.path == path]) == fetched_before  # not fetched
+    assert s3_server.uploads(key) == parts_before  # no part again
+    completions = [r for r in s3_server.requests if r[0] == "POST" and r[1].endswith(key)]
+    assert len([r for r in completions if r[2].startswith("uploadId=")]) == 2
     assert_bucket_identical(ws, s3_server)
     assert recorded_parts(state, key) == 0
 
@@ -254,3 +331,100 @@ def test_two_workers_share_one_bucket_and_one_postgresql_queue(
         if method == "PUT" and path.endswith(".mp4")
     ]
     assert len(puts) == len(set(puts)) == len(ws.downloadable())  # each object stored once
+
+
+def pg_recorded(pg_url: str, key: str) -> tuple[str, int] | None:
+    """The upload a worker recorded for `key` (its id and parts), once the segment's
+    validator is in the queue too (a takeover resumes only with it)."""
+    from tests.pgcluster import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        uploads = conn.execute("SELECT to_regclass('s3_uploads')").fetchone()[0]
+        if uploads is None:
+            return None
+        row = conn.execute(
+            "SELECT upload_id, part_etags FROM s3_uploads WHERE object_key = %s", (key,)
+        ).fetchone()
+        validated = conn.execute(
+            "SELECT count(*) FROM tfbulk.segments WHERE etag IS NOT NULL"
+        ).fetchone()[0]
+    return (row[0], len(json.loads(row[1]))) if row and validated else None
+
+
+@pytest.mark.slow
+def test_a_postgresql_worker_takes_over_a_dead_workers_upload(
+    ws: Workspace, s3_server: S3Server, pg_url: str
+) -> None:
+    course_id, segment_id = ws.downloadable()[0]
+    path = ws.url_path(segment_id)
+    ws.origin.content.set_size(path, 12 * MiB + 12345)  # parts of 5, 5 and 2 MiB
+    gate = threading.Event()
+    ws.origin.add_fault(path, Fault(gate=gate))  # the victim's body stops after part 1
+    key = f"videos/{course_id}/{segment_id}.mp4"
+    args = [
+        *s3_args(s3_server),
+        "--dest-part-size", "5M",
+        "--state", pg_url,
+        "--lease", "2s",
+        "--no-progress",
+    ]  # fmt: skip
+    victim = ws.start(*args, env=s3_env(ws))
+    try:
+        wait_for(lambda: (pg_recorded(pg_url, key) or ("", 0))[1] == 1, what="part 1 recorded")
+    finally:
+        victim.kill()
+        victim.wait()
+        gate.set()
+    upload_id = pg_recorded(pg_url, key)
+    assert upload_id is not None
+    served = len(ws.origin.log)
+
+    heir = ws.start(*args, env=s3_env(ws))  # another process, once the lease has expired
+    _, err = heir.communicate(timeout=300)
+    assert heir.returncode == 0, err
+    assert_bucket_identical(ws, s3_server)  # no upload left open either
+    parts = s3_server.uploads(key)
+    assert [q.split("&")[0] for q in parts] == ["partNumber=1", "partNumber=2", "partNumber=3"]
+    assert {q.split("uploadId=")[1] for q in parts} == {upload_id[0]}  # the same upload
+    later = [r.range for r in ws.origin.log[served:] if r.path == path]
+    assert later == [f"bytes=0-{5 * MiB - 1}", f"bytes={5 * MiB}-"]  # re-read, then resumed
+    assert pg_recorded(pg_url, key) is None
+    from tests.pgcluster import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT status, md5 FROM tfbulk.segments WHERE id = %s", (segment_id,)
+        ).fetchone()
+    assert row == ("success", hashlib.md5(ws.expected(segment_id)).hexdigest())
+
+
+@pytest.mark.slow
+def test_a_worker_killed_during_its_first_part_leaves_no_orphan_upload(
+    ws: Workspace, s3_server: S3Server, pg_url: str
+) -> None:
+    course_id, segment_id = ws.downloadable()[0]
+    ws.origin.content.set_size(ws.url_path(segment_id), 12 * MiB + 12345)
+    key = f"videos/{course_id}/{segment_id}.mp4"
+    args = [
+        *s3_args(s3_server),
+        "--dest-part-size", "5M",
+        "--state", pg_url,
+        "--lease", "2s",
+        "--no-progress",
+    ]  # fmt: skip
+    first_part = s3_server.hold("PUT", "partNumber=1&")  # the upload exists, no part yet
+    victim = ws.start(*args, env=s3_env(ws))
+    try:
+        wait_for(first_part.arrived.is_set, what="part 1 on its way")
+    finally:
+        victim.kill()
+        victim.wait()
+        first_part.release.set()
+    s3_server.holds.clear()
+    assert s3_server.open_uploads(BUCKET) == [key]
+
+    heir = ws.start(*args, env=s3_env(ws))
+    _, err = heir.communicate(timeout=300)
+    assert heir.returncode == 0, err
+    assert_bucket_identical(ws, s3_server)  # the victim's upload was not left open
+    assert len({q.split("uploadId=")[1] for q in s3_server.uploads(key)}) == 1

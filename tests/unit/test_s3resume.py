@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from pathlib import Path
 
 from tfbulk.pipeline.s3resume import Recorded, UploadLog
@@ -33,3 +35,23 @@ def test_forget_drops_only_that_upload(tmp_path: Path) -> None:
     log.forget("k", "new")
     assert log.find("k") is None
     log.close()
+
+
+def test_a_table_from_before_body_md5_and_part_sums_gets_them(tmp_path: Path) -> None:
+    state = tmp_path / "state.db"
+    with contextlib.closing(sqlite3.connect(state)) as conn:
+        conn.execute(
+            "CREATE TABLE s3_uploads (object_key TEXT PRIMARY KEY, upload_id TEXT NOT NULL, "
+            "head BLOB NOT NULL, part_etags TEXT NOT NULL, stored BIGINT NOT NULL, "
+            "updated DOUBLE PRECISION NOT NULL)"
+        )
+        conn.execute("INSERT INTO s3_uploads VALUES ('old', 'up-0', x'00', '[\"e\"]', 5, 0)")
+        conn.commit()
+    log = UploadLog(str(state))
+    assert log.find("old") == Recorded("up-0", b"\0", ["e"], 5)
+    log.save("k", Recorded("up-1", b"h", ['"e"'], 1, "0" * 32, [(1, "f" * 32)]))
+    log.close()
+    again = UploadLog(str(state))  # the columns are there now: nothing to add
+    assert again.find("k") == Recorded("up-1", b"h", ['"e"'], 1, "0" * 32, [(1, "f" * 32)])
+    assert again.find("old") == Recorded("up-0", b"\0", ["e"], 5)  # sums None: uncheckable
+    again.close()

@@ -17,7 +17,9 @@ class Fault:
     then cut the connection; delay: wait that long before answering; wrong_md5: serve an
     ETag that does not match the body; stall: stop sending mid-body for that long;
     change_after: publish a new version of the object once this response is sent;
-    gate: hold the body half-way until this event is set (tests synchronise on it).
+    gate: hold the body half-way until this event is set (tests synchronise on it);
+    corrupt_at: flip the byte at this offset of the object as it is sent, under the same
+    ETag (bytes damaged in transit: only an MD5 check finds them).
     """
 
     status: int | None = None
@@ -30,6 +32,7 @@ class Fault:
     wrong_md5: bool = False
     stall: float = 0.0
     change_after: bool = False
+    corrupt_at: int | None = None
     gate: threading.Event | None = field(default=None, compare=False)
     used: int = field(default=0, compare=False)
 

@@ -296,6 +296,7 @@ class Origin:
         cut = start + fault.drop_after if fault and fault.drop_after is not None else None
         held = fault is not None and bool(fault.stall or fault.gate)
         middle = start + (end - start) // 2  # a stall holds the body here, whatever the chunk
+        corrupt = fault.corrupt_at if fault else None
         position = start
         while position < end:
             stop = min(end, position + chunk, cut if cut is not None else end)
@@ -304,6 +305,8 @@ class Origin:
             if stop <= position:
                 break
             data = self.content.read(record.path, position, stop)
+            if corrupt is not None and position <= corrupt < stop:
+                data = _flipped(data, corrupt - position)
             await _write(writer, conn.send(h11.Data(data=data)))
             record.sent += len(data)
             position = stop
@@ -398,6 +401,11 @@ async def _write(writer: asyncio.StreamWriter, data: bytes | None) -> None:
 
 def _reason(status: int) -> bytes:
     return HTTPStatus(status).phrase.encode()
+
+
+def _flipped(data: bytes, index: int) -> bytes:
+    """`data` with one byte damaged (Fault.corrupt_at)."""
+    return data[:index] + bytes([data[index] ^ 0xFF]) + data[index + 1 :]
 
 
 def _h(headers: list[tuple[str, str]], now: float) -> list[tuple[bytes, bytes]]:

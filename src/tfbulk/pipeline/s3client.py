@@ -19,13 +19,13 @@ from urllib.parse import quote
 import httpx
 
 from tfbulk import __version__
-from tfbulk.pipeline.transport import UPLOAD
+from tfbulk.pipeline.transport import UPLOAD, FileBody
 from tfbulk.signing import redact
 from tfbulk.signing.s3 import AwsCredentials, object_url, sign_request
 
 _TAG = re.compile(rb"<(Code|Message|UploadId|ETag)>([^<]{0,400})</\1>")
 _USER_AGENT = f"tfbulk/{__version__}"
-Buffer = bytes | bytearray | memoryview
+Body = bytes | bytearray | memoryview | FileBody  # a FileBody is read as it is sent
 _HEAD_ERRORS = {403: "AccessDenied", 404: "NoSuchBucket"}  # a HEAD's answer has no body
 
 
@@ -79,7 +79,7 @@ class S3Client:
         _raise_for(response)
         return int(response.headers.get("content-length", "0"))
 
-    async def put(self, key: str, body: Buffer, md5: bytes) -> str:
+    async def put(self, key: str, body: Body, md5: bytes) -> str:
         """Store `body` (whose MD5 digest is `md5`) as the object at `key`; its ETag."""
         response = await self._send("PUT", key, body=body, md5=md5)
         _raise_for(response)
@@ -92,7 +92,7 @@ class S3Client:
         return _field(response, b"UploadId")
 
     async def upload_part(
-        self, key: str, upload_id: str, number: int, body: Buffer, md5: bytes
+        self, key: str, upload_id: str, number: int, body: Body, md5: bytes
     ) -> str:
         """Upload part `number` (1-based) of an upload; its ETag, for the completion.
         `md5` is the body's digest, computed by the caller off the event loop."""
@@ -133,7 +133,7 @@ class S3Client:
         key: str,
         query: str = "",
         *,
-        body: Buffer | None = None,
+        body: Body | None = None,
         md5: bytes | None = None,
         stream: bool = False,
     ) -> httpx.Response:

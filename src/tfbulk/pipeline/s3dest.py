@@ -3,11 +3,12 @@
 The second kind of destination beside the local folder, for the same engine. A body is
 cut into parts as it arrives: a body smaller than one part goes up in a single PUT, a
 larger one as a multipart upload, one part in flight per download (the transfer pauses
-while its part uploads), so a download holds about two parts in memory (the one being
-gathered and the one going up) whatever its size. Every part carries its Content-MD5;
-the whole body is checked like a local one (length, container, the source's MD5 when its
-ETag is one) before it is made visible, and the object appears only with the PUT or the
-CompleteMultipartUpload that ends a verified fetch. Nothing is written to the local disk.
+while its part uploads). A part waits for its upload in a spool file (s3spool.py), not in
+memory, so a download holds a writer's batch whatever the part or file size. Every part
+carries its Content-MD5, computed as its bytes reach the spool; the whole body is checked
+like a local one (length, container, the source's MD5 when its ETag is one) before it is
+made visible, and the object appears only with the PUT or the CompleteMultipartUpload that
+ends a verified fetch. Nothing but the spool files (unnamed, a part each) touches the disk.
 
 An upload that did not end in an object (a failed attempt started over, a failed
 segment, a stopped run) is aborted before the run ends.
@@ -21,6 +22,7 @@ import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import anyio
 import anyio.from_thread
@@ -28,15 +30,18 @@ import httpx
 
 from tfbulk.credentials import load_aws_credentials
 from tfbulk.errors import BadInput
-from tfbulk.pipeline.checks import HEAD_SIZE, MIN_SIZE
+from tfbulk.pipeline.checks import HEAD_SIZE, MIN_SIZE, VerifyError, check_body, etag_md5
 from tfbulk.pipeline.destination import Existing
 from tfbulk.pipeline.events import Transfer
-from tfbulk.pipeline.fetch import Fetched, Fetcher, Validator, _PartBody
+from tfbulk.pipeline.fetch import USER_AGENT, Fetched, Fetcher, Validator, _PartBody
 from tfbulk.pipeline.retry import AttemptFailed, Kind
 from tfbulk.pipeline.s3client import Bucket, S3Client, S3Error
+from tfbulk.pipeline.s3recheck import recheck_prefix
 from tfbulk.pipeline.s3resume import Recorded, UploadLog
-from tfbulk.pipeline.transport import CurlOptions, CurlTransport
-from tfbulk.settings import S3_SCHEME, S3Dest, S3Location, Tuning
+from tfbulk.pipeline.s3spool import PartDigests, Spool
+from tfbulk.pipeline.transport import CurlOptions, CurlTransport, FileBody
+from tfbulk.pipeline.writer import DiskWriter, PartWriter
+from tfbulk.settings import S3_SCHEME, S3Dest, S3Location, Tuning, s3_work_folder
 from tfbulk.signing import redact
 from tfbulk.signing.s3 import AwsCredentials
 from tfbulk.state import Status, Store
@@ -58,11 +63,14 @@ class S3Part:
     size: int = 0
     upload_id: str | None = None
     etags: list[str] = field(default_factory=list)
-    pending: tuple[bytes, bytes] | None = None  # (body, its MD5 digest)
+    sums: list[tuple[int, str]] | None = field(default_factory=list)  # each part's size, MD5
+    pending: tuple[FileBody, bytes] | None = None  # (the spooled body, its MD5 digest)
+    spool: Spool | None = None  # where this claim's parts wait for their upload
     published: bool = False
     head: bytes = b""  # the body's first bytes, for the container check of a resume
     digest: hashlib._Hash | None = None  # the running MD5 of the `size` bytes stored
     md5_partial: bool = False  # resumed from another run: the MD5 misses what it stored
+    body_md5: str | None = None  # recorded by a run whose parts hold the whole body
 
     @property
     def final(self) -> str:
@@ -81,7 +89,7 @@ class S3Part:
         """Drop the upload so far (aborted in the background); the next attempt starts at 0."""
         self._drop_upload()
         self.size, self.pending, self.head, self.digest = 0, None, b"", None
-        self.md5_partial = False
+        self.md5_partial, self.body_md5 = False, None
 
     def continue_at(self, offset: int) -> None:
         assert offset == self.size
@@ -95,11 +103,14 @@ class S3Part:
         if not self.published and not self.etags:
             self._drop_upload()
         self.pending = None
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
 
     def _drop_upload(self) -> None:
         if self.upload_id is not None:
             self.dest.abort_soon(self.key, self.upload_id)
-        self.upload_id, self.etags = None, []
+        self.upload_id, self.etags, self.sums = None, [], []
 
     async def make_visible(self, client: S3Client) -> str:
         """PUT the held body, or complete the multipart upload: the object appears now."""
@@ -142,7 +153,14 @@ class S3Destination:
         if recorded is None:
             return S3Part(self, key)
         return S3Part(
-            self, key, recorded.stored, recorded.upload_id, list(recorded.etags), head=recorded.head
+            self,
+            key,
+            recorded.stored,
+            recorded.upload_id,
+            list(recorded.etags),
+            head=recorded.head,
+            body_md5=recorded.body_md5,
+            sums=list(recorded.sums) if recorded.sums is not None else None,
         )
 
     def abort_soon(self, key: str, upload_id: str) -> None:
@@ -188,37 +206,50 @@ class S3Destination:
 
 
 class S3Writer:
-    """The S3 counterpart of the DiskWriter: parts of `part_size` bytes, one in flight a
-    download, MD5s computed off the event loop."""
+    """The S3 counterpart of the DiskWriter: parts of `part_size` bytes, each spooled to a
+    file in `folder` by the writer threads (which also digest it), one in flight a download."""
 
-    def __init__(self, client: S3Client, part_size: int) -> None:
+    def __init__(self, client: S3Client, part_size: int, folder: Path) -> None:
         self.client = client
         self.part_size = part_size
+        self.folder = folder
+        self.threads = DiskWriter()
 
     def open(
         self, part: S3Part, offset: int, digest: hashlib._Hash, resume: Callable[[], None]
     ) -> PartUploader:
         assert offset == part.size
         part.digest = digest
-        return PartUploader(self, part, digest, resume)
+        if part.spool is None:
+            part.spool = Spool(self.folder)
+        return PartUploader(self, part, part.spool, digest, resume)
 
     def close(self) -> None:
-        """Nothing to stop: uploads run on the event loop."""
+        self.threads.close()
 
 
 class PartUploader:
-    """One attempt's body going up: `take` on the loop; a full part uploads while the
-    transfer waits (take says False), then it is woken."""
+    """One attempt's body going up: `take` on the loop hands the bytes to a writer thread
+    that spools and digests them; a full part uploads from the spool while the transfer
+    waits (take says False), then it is woken."""
 
     def __init__(
-        self, writer: S3Writer, part: S3Part, digest: hashlib._Hash, resume: Callable[[], None]
+        self,
+        writer: S3Writer,
+        part: S3Part,
+        spool: Spool,
+        digest: hashlib._Hash,
+        resume: Callable[[], None],
     ) -> None:
         self._writer = writer
         self._part = part
+        self._spool = spool
         self.digest = digest
         self._resume = resume
-        self._pieces: list[bytes] = []  # the part being filled, as it came
-        self._filled = 0
+        spool.reset()
+        self._digests = PartDigests(digest)  # the whole body's MD5 and this part's
+        self._filling: PartWriter | None = None  # its writer, opened with its first bytes
+        self._filled = 0  # bytes of the part being filled, taken so far
         self._uploading: asyncio.Task[None] | None = None
         self.error: BaseException | None = None
 
@@ -236,29 +267,50 @@ class PartUploader:
             raise self.error
         if self._uploading is not None:
             return False
+        room = self._writer.part_size - self._filled
+        if not self._fill().take(chunk if len(chunk) < room else chunk[:room]):
+            return False  # the writer thread is behind: nothing taken
         if len(self._part.head) < HEAD_SIZE:
             self._part.head += chunk[: HEAD_SIZE - len(self._part.head)]
-        room = self._writer.part_size - self._filled
-        self._pieces.append(chunk if len(chunk) <= room else chunk[:room])
         self._filled += min(len(chunk), room)
         if len(chunk) >= room:  # this part is full: up it goes, the transfer waits
-            body = b"".join(self._pieces)
-            rest = chunk[room:]
-            self._pieces, self._filled = ([rest], len(rest)) if rest else ([], 0)
-            self._uploading = asyncio.get_running_loop().create_task(self._upload(body))
+            self._uploading = asyncio.get_running_loop().create_task(self._turn(chunk[room:]))
         return True
 
-    async def _upload(self, body: bytes) -> None:
+    async def _turn(self, rest: bytes) -> None:
+        """Upload the full part, then start the next one with what came after it."""
         try:
-            await self._upload_part(body)
+            await self._flush()
+            await self._upload_part()
+            if rest:
+                taken = self._fill().take(rest)  # a fresh writer has no backlog
+                assert taken
+                self._filled = len(rest)
         except BaseException as exc:
             self.error = _failure(exc)
         finally:
             self._uploading = None
             self._resume()
 
-    async def _upload_part(self, body: bytes) -> None:
-        md5 = await anyio.to_thread.run_sync(_digest, self.digest, body)
+    def _fill(self) -> PartWriter:
+        """The writer of the part being filled (one a part: a finished one is done)."""
+        if self._filling is None:
+            self._filling = self._writer.threads.spool(self._spool.fd, self._digests, self._resume)
+        return self._filling
+
+    async def _flush(self) -> None:
+        """Every byte taken is in the spool and digested (a spool error as an attempt's)."""
+        if self._filling is None:
+            return
+        try:
+            await self._filling.finish()
+        except OSError as exc:
+            raise AttemptFailed(
+                Kind.CLIENT, f"cannot spool a part in {self._writer.folder}: {exc.strerror}"
+            ) from None
+
+    async def _upload_part(self) -> None:
+        """Upload the spooled part (flushed), record it, and empty the spool for the next."""
         part, client = self._part, self._writer.client
         if len(part.etags) >= MAX_PARTS:
             raise AttemptFailed(
@@ -268,39 +320,55 @@ class PartUploader:
             )
         if part.upload_id is None:
             part.upload_id = await client.create_upload(part.key)
-        etag = await client.upload_part(part.key, part.upload_id, len(part.etags) + 1, body, md5)
+            await self._record(None)  # recorded before its first part: a kill orphans nothing
+        md5 = self._digests.part.digest()
+        number = len(part.etags) + 1
+        etag = await client.upload_part(
+            part.key, part.upload_id, number, self._spool.body(self._filled), md5
+        )
         part.etags.append(etag)
-        part.size += len(body)
-        upload = Recorded(part.upload_id, part.head, list(part.etags), part.size)
+        if part.sums is not None:
+            part.sums.append((self._filled, md5.hex()))
+        part.size += self._filled
+        await self._record(None)
+        self._next_part()
+
+    def _next_part(self) -> None:
+        self._spool.reset()
+        self._filled = 0
+        self._digests, self._filling = PartDigests(self.digest), None
+
+    async def _record(self, body_md5: str | None) -> None:
+        """The upload so far in the state DB (with the body's MD5 once every part is up)."""
+        part = self._part
+        assert part.upload_id is not None
+        sums = list(part.sums) if part.sums is not None else None
+        upload = Recorded(part.upload_id, part.head, list(part.etags), part.size, body_md5, sums)
         await anyio.to_thread.run_sync(part.dest.log.save, part.key, upload)
 
     async def finish(self) -> None:
-        """Every byte taken is digested; the last part is up (or held, for a small body's
-        PUT once verified). Raises the first upload error."""
+        """Every byte taken is digested; the last part is up (or spooled, for a small
+        body's PUT once verified). Raises the first upload error."""
         if self._uploading is not None:
             await self._uploading
         if self.error is not None:
             raise self.error
-        tail = b"".join(self._pieces)
-        self._pieces, self._filled = [], 0
+        await self._flush()
         if self._part.upload_id is not None or len(self._part.etags):
-            if tail:
-                await self._upload_part(tail)
+            if self._filled:
+                await self._upload_part()
+            await self._record(self.md5)  # a kill before the completion need fetch no more
         else:
-            self._part.pending = (tail, await anyio.to_thread.run_sync(_digest, self.digest, tail))
+            self._part.pending = (self._spool.body(self._filled), self._digests.part.digest())
 
     async def abandon(self) -> None:
         """After a failed attempt: the part in flight ends; the bytes after it are dropped
         (a new attempt continues at the last part boundary)."""
         if self._uploading is not None:
             await asyncio.gather(self._uploading, return_exceptions=True)
-        self._pieces, self._filled = [], 0
-
-
-def _digest(whole: hashlib._Hash, body: bytes) -> bytes:
-    """Feed the body's running MD5 and return the part's own (on a worker thread)."""
-    whole.update(body)
-    return hashlib.md5(body, usedforsecurity=False).digest()
+        with contextlib.suppress(AttemptFailed):
+            await self._flush()  # the thread is done with the spool before it is emptied
+        self._next_part()
 
 
 class _S3Body(_PartBody):
@@ -334,7 +402,14 @@ class S3Fetcher(Fetcher):
         transfer: Transfer,
         remember: Callable[[Validator], None],
     ) -> Fetched:
-        fetched = await super().fetch(url, part, validator, transfer, remember)  # type: ignore[arg-type]
+        if _stored_whole(part, validator):
+            assert validator is not None
+            fetched = _already_stored(part, validator, transfer)
+        else:
+            if _to_recheck(part, validator):
+                assert validator is not None
+                await self._recheck(url, part, validator)
+            fetched = await super().fetch(url, part, validator, transfer, remember)  # type: ignore[arg-type]
         try:
             await part.make_visible(self._dest.client)  # type: ignore[attr-defined]
         except BaseException as exc:
@@ -343,6 +418,63 @@ class S3Fetcher(Fetcher):
                 failure.restart = True  # the upload is not resumed past its completion
             raise failure from None
         return fetched
+
+    async def _recheck(self, url: str, part: S3Part, validator: Validator) -> None:
+        """Read the parts an earlier run stored from the source again, hashing them only
+        (s3recheck.py): the whole body's MD5 is then checked as for any download."""
+        if part.sums is None:
+            raise AttemptFailed(
+                Kind.NETWORK,
+                "resume check: the stored parts were recorded by an older tfbulk and cannot "
+                "be checked; starting over",
+                restart=True,
+            )
+        assert validator.if_range is not None
+        headers = [
+            ("User-Agent", USER_AGENT),
+            ("Accept-Encoding", "identity"),
+            ("Range", f"bytes=0-{part.size - 1}"),
+            ("If-Range", validator.if_range),
+        ]
+        request = httpx.Request("GET", url, headers=headers)
+        part.digest = await recheck_prefix(self._transport, request, part.sums, validator.size)
+        part.md5_partial = False
+
+
+def _to_recheck(part: S3Part, validator: Validator | None) -> bool:
+    """Parts stored by another run are continued, and the source's ETag is an MD5 that
+    the whole body can be checked against."""
+    return (
+        part.size > 0
+        and part.digest is None
+        and validator is not None
+        and validator.if_range is not None
+        and (validator.size is None or part.size <= validator.size)
+        and etag_md5(validator.etag) is not None
+    )
+
+
+def _stored_whole(part: S3Part, validator: Validator | None) -> bool:
+    """An earlier run's parts hold the whole body, and what it recorded can be checked
+    against the source's ETag without fetching it again."""
+    return (
+        part.upload_id is not None
+        and part.size > 0
+        and validator is not None
+        and validator.size == part.size
+        and (part.body_md5 is not None or etag_md5(validator.etag) is None)
+    )
+
+
+def _already_stored(part: S3Part, validator: Validator, transfer: Transfer) -> Fetched:
+    """Verify what the parts hold as a fetch would have (size, container, MD5), with no
+    request: what remains is the completion."""
+    try:
+        check_body(part.head, part.size, validator.size, part.body_md5, validator.etag)
+    except VerifyError as exc:
+        raise AttemptFailed(Kind.INVALID, f"verification failed: {exc}", restart=True) from None
+    transfer.size = transfer.received = transfer.resumed_from = part.size
+    return Fetched(part.size, part.body_md5, validator.etag, 0)
 
 
 def _failure(exc: BaseException) -> BaseException:
@@ -390,13 +522,16 @@ async def open_sink(
     dest = S3Destination(settings.location, client, log)
     await dest.sweep(store)
 
+    writer = S3Writer(client, settings.part_size, s3_work_folder(settings.location))
+
     async def aclose() -> None:
         await dest.drain()
         await dest.sweep(store)
         await client.aclose()
+        writer.close()
         log.close()
 
-    return dest, S3Writer(client, settings.part_size), aclose
+    return dest, writer, aclose
 
 
 def load_credentials(settings: S3Dest) -> AwsCredentials:

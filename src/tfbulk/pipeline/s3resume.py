@@ -4,10 +4,18 @@ One table of its own, created if missing by whoever opens it first (SQLite or Po
 the same state DB as --state), so it needs nothing from the store's migrations:
 
     s3_uploads(object_key TEXT PRIMARY KEY, upload_id TEXT, head BLOB/BYTEA,
-               part_etags TEXT (JSON list, part 1 first), stored BIGINT, updated REAL)
+               part_etags TEXT (JSON list, part 1 first), stored BIGINT, updated REAL,
+               body_md5 TEXT, part_sums TEXT (JSON list of [size, MD5 hex], part 1 first))
 
-A row is written after each part S3 accepted, and deleted when the upload is completed
-or aborted. `stored` is where a resumed download continues (a part boundary).
+A row is written when the upload is created (so that a kill during its first part
+leaves no upload nobody knows of), after each part S3 accepted, and deleted when the
+upload is completed or aborted. `stored` is where a resumed download continues (a part
+boundary). Once the last part is up, `body_md5` is the whole body's MD5: a run killed
+before the completion checks it against the source's ETag and completes, with nothing
+fetched again.
+`part_sums` are what each part held, so that a run continuing the upload can check the
+stored parts against the source (s3recheck.py). A table made before a column existed gets
+it added when opened (its rows' new columns are NULL: parts that cannot be checked).
 """
 
 from __future__ import annotations
@@ -21,26 +29,31 @@ from typing import Any
 
 from tfbulk.state.url import is_postgres_url
 
-_COLUMNS = "object_key, upload_id, head, part_etags, stored, updated"
+_COLUMNS = "object_key, upload_id, head, part_etags, stored, updated, body_md5, part_sums"
+_ADDED = {"body_md5": "TEXT", "part_sums": "TEXT"}  # newer than the table: added to an older one
 
 
 def _schema(blob: str) -> str:
+    added = "".join(f", {name} {kind}" for name, kind in _ADDED.items())
     return (
         "CREATE TABLE IF NOT EXISTS s3_uploads (object_key TEXT PRIMARY KEY, "
         f"upload_id TEXT NOT NULL, head {blob} NOT NULL, part_etags TEXT NOT NULL, "
-        "stored BIGINT NOT NULL, updated DOUBLE PRECISION NOT NULL)"
+        f"stored BIGINT NOT NULL, updated DOUBLE PRECISION NOT NULL{added})"
     )
 
 
 @dataclass(frozen=True)
 class Recorded:
     """An upload with finished parts: its ID, the body's first bytes, the parts' ETags,
-    and the bytes they hold."""
+    the bytes they hold, (once they hold the whole body) its MD5, and each part's size and
+    MD5 (None from an older tfbulk)."""
 
     upload_id: str
     head: bytes
     etags: list[str]
     stored: int
+    body_md5: str | None = None
+    sums: list[tuple[int, str]] | None = None
 
 
 class UploadLog:
@@ -54,6 +67,8 @@ class UploadLog:
             self._conn: Any = psycopg.connect(spec, autocommit=True)
             self._mark = "%s"
             self._run(_schema("BYTEA"))
+            for name, kind in _ADDED.items():
+                self._run(f"ALTER TABLE s3_uploads ADD COLUMN IF NOT EXISTS {name} {kind}")
         else:
             self._conn = sqlite3.connect(
                 spec, timeout=30, isolation_level=None, check_same_thread=False
@@ -61,6 +76,7 @@ class UploadLog:
             self._mark = "?"
             self._run("PRAGMA busy_timeout = 30000")
             self._run(_schema("BLOB"))
+            self._add_missing_sqlite_columns()
 
     def find(self, key: str) -> Recorded | None:
         rows = self._run(f"SELECT {_COLUMNS} FROM s3_uploads WHERE object_key = {self._mark}", key)
@@ -70,18 +86,21 @@ class UploadLog:
         return {row[0] for row in self._run("SELECT object_key FROM s3_uploads")}
 
     def save(self, key: str, upload: Recorded) -> None:
-        marks = ", ".join([self._mark] * 6)
+        marks = ", ".join([self._mark] * 8)
         self._run(
             f"INSERT INTO s3_uploads ({_COLUMNS}) VALUES ({marks}) ON CONFLICT (object_key) "
             "DO UPDATE SET upload_id = excluded.upload_id, head = excluded.head, "
             "part_etags = excluded.part_etags, stored = excluded.stored, "
-            "updated = excluded.updated",
+            "updated = excluded.updated, body_md5 = excluded.body_md5, "
+            "part_sums = excluded.part_sums",
             key,
             upload.upload_id,
             upload.head,
             json.dumps(upload.etags),
             upload.stored,
             time.time(),
+            upload.body_md5,
+            json.dumps(upload.sums) if upload.sums is not None else None,
         )
 
     def forget(self, key: str, upload_id: str) -> None:
@@ -93,6 +112,18 @@ class UploadLog:
         with self._lock:
             self._conn.close()
 
+    def _add_missing_sqlite_columns(self) -> None:
+        """A table from an older tfbulk: its missing columns added (another process
+        opening it at the same moment may have added one first)."""
+        present = {row[1] for row in self._run("PRAGMA table_info(s3_uploads)")}
+        for name, kind in _ADDED.items():
+            if name not in present:
+                try:
+                    self._run(f"ALTER TABLE s3_uploads ADD COLUMN {name} {kind}")
+                except sqlite3.OperationalError as exc:
+                    if "duplicate column" not in str(exc):
+                        raise
+
     def _run(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
         with self._lock:
             cursor = self._conn.execute(sql, params)
@@ -101,4 +132,5 @@ class UploadLog:
 
 
 def _recorded(row: tuple[Any, ...]) -> Recorded:
-    return Recorded(row[1], bytes(row[2]), json.loads(row[3]), int(row[4]))
+    sums = [(int(size), str(md5)) for size, md5 in json.loads(row[7])] if row[7] else None
+    return Recorded(row[1], bytes(row[2]), json.loads(row[3]), int(row[4]), row[6], sums)

@@ -44,7 +44,7 @@ import httpx
 import pycurl
 
 SINK = "tfbulk.sink"
-UPLOAD = "tfbulk.upload"  # a request body as a buffer, sent without a copy into bytes
+UPLOAD = "tfbulk.upload"  # a request body as a buffer or a FileBody, sent without a copy
 HTTP_VERSIONS = {
     "1.1": pycurl.CURL_HTTP_VERSION_1_1,
     "2": pycurl.CURL_HTTP_VERSION_2TLS,  # HTTP/2 over TLS when offered; HTTP/1.1 otherwise
@@ -73,6 +73,15 @@ class BodySink(Protocol):
     def start(self, response: httpx.Response, resume: Callable[[], None]) -> bool: ...
 
     def write(self, chunk: bytes) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FileBody:
+    """A request body read from an open file as libcurl sends it: the first `size` bytes
+    of `fd` (an S3 part spooled to disk), never all in memory at once."""
+
+    fd: int
+    size: int
 
 
 @dataclass(frozen=True)
@@ -242,10 +251,14 @@ def _set_method(handle: pycurl.Curl, request: httpx.Request) -> None:
             request=request,
         )
     given = request.extensions.get(UPLOAD)
-    body = memoryview(given if given is not None else request.content)
     handle.setopt(pycurl.UPLOAD, 1)
-    handle.setopt(pycurl.INFILESIZE_LARGE, len(body))
-    handle.setopt(pycurl.READFUNCTION, _reader(body))
+    if isinstance(given, FileBody):
+        handle.setopt(pycurl.INFILESIZE_LARGE, given.size)
+        handle.setopt(pycurl.READFUNCTION, _file_reader(given))
+    else:
+        body = memoryview(given if given is not None else request.content)
+        handle.setopt(pycurl.INFILESIZE_LARGE, len(body))
+        handle.setopt(pycurl.READFUNCTION, _reader(body))
     if method != "PUT":
         handle.setopt(pycurl.CUSTOMREQUEST, method)
 
@@ -259,6 +272,19 @@ def _reader(body: memoryview) -> Callable[[int], bytes]:
         piece = body[position : position + size]
         position += len(piece)
         return piece.tobytes()
+
+    return read
+
+
+def _file_reader(body: FileBody) -> Callable[[int], bytes]:
+    """libcurl's READFUNCTION over a file: what it asks for, read from the page cache."""
+    position = 0
+
+    def read(size: int) -> bytes:
+        nonlocal position
+        piece = os.pread(body.fd, min(size, body.size - position), position)
+        position += len(piece)
+        return piece
 
     return read
 

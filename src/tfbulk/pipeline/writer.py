@@ -19,7 +19,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from tfbulk.pipeline.destination import PartFile
@@ -31,6 +31,14 @@ WRITEBACK_EVERY = 8 << 20  # bytes written before the kernel is asked to start w
 HEAD_SIZE = 16
 
 _Work = tuple["PartWriter", list[bytes], "asyncio.Future[None] | None"]
+
+
+class Digest(Protocol):
+    """What a writer feeds: hashlib's MD5, or several digests fed together."""
+
+    def update(self, data: bytes, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
 
 
 class DiskWriter:
@@ -58,8 +66,25 @@ class DiskWriter:
         """A writer for `part`, positioned at `offset`, its MD5 already fed the bytes before it.
 
         `resume` wakes the paused transfer; it is called on the event loop thread."""
+        return self._writer(part.fd, offset, digest, resume, writeback=True)
+
+    def spool(self, fd: int, digest: Digest, resume: Callable[[], None]) -> PartWriter:
+        """A writer for a scratch file read back within seconds (an S3 part): no writeback
+        is asked for, so a part uploaded and truncated in time never reaches the disk."""
+        return self._writer(fd, 0, digest, resume, writeback=False)
+
+    def _writer(
+        self,
+        fd: int,
+        offset: int,
+        digest: Digest,
+        resume: Callable[[], None],
+        *,
+        writeback: bool,
+    ) -> PartWriter:
         loop = asyncio.get_running_loop()
-        writer = PartWriter(part.fd, offset, digest, next(self._next), loop, resume, self._open)
+        writer = PartWriter(fd, offset, digest, next(self._next), loop, resume, self._open)
+        writer.writeback = writeback
         self._open.add(writer)
         if self._tick is None:
             self._tick = loop.call_later(INTERVAL, self._hand_off_stalled, loop)
@@ -102,7 +127,7 @@ class PartWriter:
         self,
         fd: int,
         offset: int,
-        digest: hashlib._Hash,
+        digest: Digest,
         work: queue.SimpleQueue[_Work | None],
         loop: asyncio.AbstractEventLoop,
         resume: Callable[[], None],
@@ -125,6 +150,7 @@ class PartWriter:
         self._paused = False
         self._end = offset
         self._advised = offset
+        self.writeback = True  # ask the kernel to write back every WRITEBACK_EVERY bytes
 
     @property
     def md5(self) -> str:
@@ -180,7 +206,7 @@ class PartWriter:
                 self.digest.update(data)
                 _write_all(self.fd, data)
                 self._end += size
-                if self._end - self._advised >= WRITEBACK_EVERY:
+                if self.writeback and self._end - self._advised >= WRITEBACK_EVERY:
                     self._start_writeback()
         except OSError as exc:
             self.error = exc
