@@ -314,3 +314,30 @@ def test_a_dry_run_scope_is_counted_whether_whole_or_part(backend: Backend) -> N
         assert reader.summary().total == 17, "as many rows as stored, but not the same ones"
     finally:
         reader.close()
+
+
+def test_s3_uploads_live_in_the_queue_schema_and_an_old_public_table_moves(pg_url: str) -> None:
+    """On PostgreSQL the uploads table sits with the queue's tables (a shared database's
+    `public` is other applications'); the one an earlier tfbulk left in `public` is moved
+    there with its rows, so uploads in flight resume instead of being orphaned."""
+    import psycopg
+
+    from tfbulk.pipeline.s3resume import Recorded, UploadLog
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE public.s3_uploads (object_key TEXT PRIMARY KEY, upload_id TEXT "
+            "NOT NULL, head BYTEA NOT NULL, part_etags TEXT NOT NULL, stored BIGINT NOT NULL, "
+            "updated DOUBLE PRECISION NOT NULL)"
+        )
+        conn.execute("INSERT INTO public.s3_uploads VALUES ('k', 'up-1', 'h', '[\"e\"]', 5, 1)")
+    log = UploadLog(pg_url)
+    assert log.find("k") == Recorded("up-1", b"h", ["e"], 5)
+    log.save("k2", Recorded("up-2", b"h", ['"e"'], 1))
+    log.close()
+    with psycopg.connect(pg_url) as conn:
+        where = conn.execute(
+            "SELECT table_schema FROM information_schema.tables WHERE table_name = 's3_uploads'"
+        ).fetchall()
+        assert where == [("tfbulk",)]
+        assert conn.execute("SELECT count(*) FROM tfbulk.s3_uploads").fetchone() == (2,)

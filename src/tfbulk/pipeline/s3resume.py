@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from tfbulk.state.schema import PG_SCHEMA
 from tfbulk.state.url import is_postgres_url
 
 _COLUMNS = "object_key, upload_id, head, part_etags, stored, updated, body_md5, part_sums"
@@ -66,6 +67,7 @@ class UploadLog:
 
             self._conn: Any = psycopg.connect(spec, autocommit=True)
             self._mark = "%s"
+            self._into_queue_schema()
             self._run(_schema("BYTEA"))
             for name, kind in _ADDED.items():
                 self._run(f"ALTER TABLE s3_uploads ADD COLUMN IF NOT EXISTS {name} {kind}")
@@ -111,6 +113,26 @@ class UploadLog:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+    def _into_queue_schema(self) -> None:
+        """Beside the queue's tables, in their schema (a shared database keeps other
+        applications' tables in `public`). Moves the table tfbulk 0.x left in `public`,
+        recognised by its columns, so uploads in flight are resumed, not orphaned."""
+        self._run(f"CREATE SCHEMA IF NOT EXISTS {PG_SCHEMA}")
+        self._run(f"SET search_path TO {PG_SCHEMA}")
+        ours, old = self._run(
+            "SELECT to_regclass(%s), to_regclass('public.s3_uploads')", f"{PG_SCHEMA}.s3_uploads"
+        )[0]
+        if ours is None and old is not None and self._looks_like_ours("public"):
+            self._run(f"ALTER TABLE public.s3_uploads SET SCHEMA {PG_SCHEMA}")
+
+    def _looks_like_ours(self, schema: str) -> bool:
+        rows = self._run(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = 's3_uploads'",
+            schema,
+        )
+        return set(_COLUMNS.split(", ")) - set(_ADDED) <= {row[0] for row in rows}
 
     def _add_missing_sqlite_columns(self) -> None:
         """A table from an older tfbulk: its missing columns added (another process
