@@ -142,12 +142,16 @@ def recorded_md5(state: Path, segment_id: int) -> str | None:
         return row.fetchone()[0]
 
 
-def test_a_killed_run_resumes_at_the_next_part_boundary(ws: Workspace, s3_server: S3Server) -> None:
+def killed_after_part_1(
+    ws: Workspace, s3_server: S3Server, corrupt_at: int | None = None
+) -> tuple[int, str, str, Path, list[str]]:
+    """A run killed -9 once part 1 (of 5, 5 and 2 MiB) is recorded, its body held half-way:
+    (segment id, origin path, object key, state DB, the run's arguments)."""
     course_id, segment_id = ws.downloadable()[0]
     path = ws.url_path(segment_id)
-    ws.origin.content.set_size(path, 12 * MiB + 12345)  # parts of 5, 5 and 2 MiB
+    ws.origin.content.set_size(path, 12 * MiB + 12345)
     gate = threading.Event()
-    ws.origin.add_fault(path, Fault(gate=gate))  # the body stops half-way, after part 1
+    ws.origin.add_fault(path, Fault(gate=gate, corrupt_at=corrupt_at))
     key = f"videos/{course_id}/{segment_id}.mp4"
     state = ws.root / "s3-state.db"
     args = [*s3_args(s3_server), "--dest-part-size", "5M", "--state", str(state)]
@@ -158,6 +162,11 @@ def test_a_killed_run_resumes_at_the_next_part_boundary(ws: Workspace, s3_server
         first.kill()
         first.wait()
         gate.set()
+    return segment_id, path, key, state, args
+
+
+def test_a_killed_run_resumes_at_the_next_part_boundary(ws: Workspace, s3_server: S3Server) -> None:
+    segment_id, path, key, state, args = killed_after_part_1(ws, s3_server)
     assert [q.split("&")[0] for q in s3_server.uploads(key)] == ["partNumber=1"]
     assert BUCKET not in s3_server.keys(BUCKET) and key not in s3_server.keys(BUCKET)
 
@@ -177,22 +186,8 @@ def test_a_killed_run_resumes_at_the_next_part_boundary(ws: Workspace, s3_server
 def test_a_part_stored_from_damaged_bytes_is_found_before_the_object_appears(
     ws: Workspace, s3_server: S3Server
 ) -> None:
-    course_id, segment_id = ws.downloadable()[0]
-    path = ws.url_path(segment_id)
-    ws.origin.content.set_size(path, 12 * MiB + 12345)
-    gate = threading.Event()
     # the first run receives part 1 with one byte flipped (same ETag), then is killed
-    ws.origin.add_fault(path, Fault(gate=gate, corrupt_at=MiB))
-    key = f"videos/{course_id}/{segment_id}.mp4"
-    state = ws.root / "s3-state.db"
-    args = [*s3_args(s3_server), "--dest-part-size", "5M", "--state", str(state)]
-    first = ws.start(*args, env=s3_env(ws))
-    try:
-        wait_for(lambda: recorded_parts(state, key) == 1, what="part 1 recorded")
-    finally:
-        first.kill()
-        first.wait()
-        gate.set()
+    segment_id, _, key, state, args = killed_after_part_1(ws, s3_server, corrupt_at=MiB)
 
     again = ws.run(*args, env=s3_env(ws))  # the origin serves the right bytes now
     assert again.code == 0, again.stderr
