@@ -328,17 +328,23 @@ def test_two_workers_share_one_bucket_and_one_postgresql_queue(
     assert len(puts) == len(set(puts)) == len(ws.downloadable())  # each object stored once
 
 
+def pg_worker_args(s3_server: S3Server, pg_url: str) -> list[str]:
+    """A PostgreSQL worker into the bucket, 5 MiB parts, a lease short enough to expire."""
+    state = ["--state", pg_url, "--lease", "2s", "--no-progress"]
+    return [*s3_args(s3_server), "--dest-part-size", "5M", *state]
+
+
 def pg_recorded(pg_url: str, key: str) -> tuple[str, int] | None:
     """The upload a worker recorded for `key` (its id and parts), once the segment's
     validator is in the queue too (a takeover resumes only with it)."""
     from tests.pgcluster import psycopg
 
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        uploads = conn.execute("SELECT to_regclass('s3_uploads')").fetchone()[0]
+        uploads = conn.execute("SELECT to_regclass('tfbulk.s3_uploads')").fetchone()[0]
         if uploads is None:
             return None
         row = conn.execute(
-            "SELECT upload_id, part_etags FROM s3_uploads WHERE object_key = %s", (key,)
+            "SELECT upload_id, part_etags FROM tfbulk.s3_uploads WHERE object_key = %s", (key,)
         ).fetchone()
         validated = conn.execute(
             "SELECT count(*) FROM tfbulk.segments WHERE etag IS NOT NULL"
@@ -356,13 +362,7 @@ def test_a_postgresql_worker_takes_over_a_dead_workers_upload(
     gate = threading.Event()
     ws.origin.add_fault(path, Fault(gate=gate))  # the victim's body stops after part 1
     key = f"videos/{course_id}/{segment_id}.mp4"
-    args = [
-        *s3_args(s3_server),
-        "--dest-part-size", "5M",
-        "--state", pg_url,
-        "--lease", "2s",
-        "--no-progress",
-    ]  # fmt: skip
+    args = pg_worker_args(s3_server, pg_url)
     victim = ws.start(*args, env=s3_env(ws))
     try:
         wait_for(lambda: (pg_recorded(pg_url, key) or ("", 0))[1] == 1, what="part 1 recorded")
@@ -400,13 +400,7 @@ def test_a_worker_killed_during_its_first_part_leaves_no_orphan_upload(
     course_id, segment_id = ws.downloadable()[0]
     ws.origin.content.set_size(ws.url_path(segment_id), 12 * MiB + 12345)
     key = f"videos/{course_id}/{segment_id}.mp4"
-    args = [
-        *s3_args(s3_server),
-        "--dest-part-size", "5M",
-        "--state", pg_url,
-        "--lease", "2s",
-        "--no-progress",
-    ]  # fmt: skip
+    args = pg_worker_args(s3_server, pg_url)
     first_part = s3_server.hold("PUT", "partNumber=1&")  # the upload exists, no part yet
     victim = ws.start(*args, env=s3_env(ws))
     try:
