@@ -27,6 +27,7 @@ MISSING += [] if NGINX else ["nginx"]
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.xdist_group("benchmark"),  # one worker runs the module's `smoke` once
     pytest.mark.skipif(
         bool(MISSING),
         reason=f"benchmark peers not installed: {', '.join(MISSING)} "
