@@ -215,7 +215,7 @@ def test_disk_full_stops_cleanly_and_resumes(
     args = ws.run_args("--json", "--min-free-space", "0")  # the real ENOSPC, no reserve
     args[args.index("--dest") + 1] = str(small_disk)
     state = small_disk / ".tfbulk" / "state.db" if state_on_same_disk else ws.root / "state.db"
-    result = ws.tfbulk(*args, "--state", str(state))
+    result = ws.cli(*args, "--state", str(state))
     assert result.code == 2, result.stderr
     assert "No space left on device" in result.stderr or "full" in result.stderr
     assert str(small_disk) in result.stderr and "bytes free" in result.stderr
@@ -231,7 +231,7 @@ def test_disk_full_stops_cleanly_and_resumes(
     assert summary["pending"] == summary["total"] - len(finished)
 
     subprocess.run(["mount", "-o", "remount,size=8m", str(small_disk)], check=True)
-    again = ws.tfbulk(*args, "--state", str(state))
+    again = ws.cli(*args, "--state", str(state))
     assert again.code == 0, again.stderr
     for course_id, segment_id in ws.downloadable():
         target = small_disk / str(course_id) / f"{segment_id}.mp4"
