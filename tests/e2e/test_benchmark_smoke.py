@@ -27,7 +27,6 @@ MISSING += [] if NGINX else ["nginx"]
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.xdist_group("benchmark"),  # one worker runs the module's `smoke` once
     pytest.mark.skipif(
         bool(MISSING),
         reason=f"benchmark peers not installed: {', '.join(MISSING)} "
