@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -215,14 +215,15 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def run_in_process(
-    args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
+    args: list[str], cwd: Path, env: Mapping[str, str | None] | None = None, timeout: float = 120
 ) -> Result:
     """`tfbulk.cli.main(args)` with its own stdin, stdout, stderr and environment.
 
-    The environment is the one `child_env` gives a subprocess; an unexpected exception
-    becomes a traceback on stderr and exit 1, as `python -m tfbulk` would show it. A command
-    still running after `timeout` is a hang: every thread's stack is dumped and pytest exits,
-    as a subprocess's timeout would have failed the test instead of stalling CI.
+    The environment is the one `child_env` gives a subprocess (a None in `env` unsets it);
+    an unexpected exception becomes a traceback on stderr and exit 1, as `python -m tfbulk`
+    would show it. A command still running after `timeout` is a hang: every thread's stack
+    is dumped and pytest exits, as a subprocess's timeout would have failed the test
+    instead of stalling CI.
     """
     overrides: dict[str, str | None] = {k: None for k in os.environ if k.startswith("TFBULK_")}
     overrides.update({"PYTHONUNBUFFERED": "1", "NO_COLOR": "1", "COLUMNS": None})

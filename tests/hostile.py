@@ -15,12 +15,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import random
 import socket
 import sqlite3
 import struct
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
-from tests.conftest import Result, child_env, run_in_process
+from tests.conftest import Result, run_in_process
 from tfbulk.origin.sample import SampleCourse, SampleSegment, write_snapshot
 
 Then = Literal["keep", "close", "reset", "stall"]
@@ -317,12 +316,12 @@ def stock(server: HostileServer, run: HostileRun, count: int, size: int = 8192) 
     return bodies
 
 
-def hostile_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The CLI's environment with no proxy settings of this machine (only the test's own),
-    so a request to 127.0.0.1 goes where the test says."""
-    env = {k: v for k, v in child_env().items() if not k.lower().endswith("_proxy")}
-    env.update(extra or {})
-    return env
+def hostile_overrides(extra: dict[str, str] | None = None) -> dict[str, str | None]:
+    """The CLI's environment with none of this machine's proxy settings (only the test's
+    own), so a request to 127.0.0.1 goes where the test says."""
+    overrides: dict[str, str | None] = {k: None for k in os.environ if k.lower().endswith("_proxy")}
+    overrides.update(extra or {})
+    return overrides
 
 
 @dataclass
@@ -368,16 +367,10 @@ class HostileRun:
         return self.tfbulk(*args, env=env, timeout=timeout)
 
     def tfbulk(self, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Result:
-        proc = subprocess.run(
-            [sys.executable, "-m", "tfbulk", *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=hostile_env(env),
-            cwd=self.root,
-            stdin=subprocess.DEVNULL,
+        """The CLI in-process (no signal or descriptor needs a fresh interpreter here)."""
+        return run_in_process(
+            list(args), cwd=self.root, env=hostile_overrides(env), timeout=timeout
         )
-        return Result(proc.returncode, proc.stdout, proc.stderr)
 
     def file_of(self, segment: int) -> Path:
         return self.dest / str(COURSE_ID) / f"{segment}.mp4"

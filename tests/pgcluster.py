@@ -25,6 +25,7 @@ psycopg = pytest.importorskip("psycopg", reason="psycopg is needed for the Postg
 
 USER = "tfbulk"
 UNPRIVILEGED = "nobody"
+PORT_ATTEMPTS = 3
 
 
 def server_bindir() -> Path | None:
@@ -165,6 +166,14 @@ def start_cluster() -> Cluster:
     cluster = Cluster(bindir=bindir, root=root, port=free_port(), uid=uid, gid=gid)
     cluster._chown(root)
     cluster.init()
+    # pytest-xdist workers start their clusters at once: a free port may be taken before
+    # the server binds it, so another one is tried.
+    for _ in range(PORT_ATTEMPTS - 1):
+        try:
+            cluster.start()
+            return cluster
+        except RuntimeError:
+            cluster.port = free_port()
     cluster.start()
     return cluster
 

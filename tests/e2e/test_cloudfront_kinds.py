@@ -64,7 +64,7 @@ def test_run_downloads_everything_with_each_kind(
 ) -> None:
     key, flags, custom, shared = KINDS[name]
     material, key_pair_id = key_of(key, keys, ec_keys)
-    result = ws.tfbulk(*signed_with(ws, material, key_pair_id, ws.run_args(*flags, "--json")))
+    result = ws.cli(*signed_with(ws, material, key_pair_id, ws.run_args(*flags, "--json")))
     assert result.code == 0, result.stderr
     ws.assert_all_identical()
     assert [r.reason for r in ws.origin.log if r.status == 403] == []

@@ -87,7 +87,7 @@ def test_environment_variables_configure_run(ws: Workspace, key_var: str) -> Non
         key_var: str(ws.keys.private),
         "TFBULK_CONCURRENCY": "2",
     }
-    result = ws.tfbulk("run", "--json", env=env)
+    result = ws.cli("run", "--json", env=env)
     assert result.code == 0, result.stderr
     assert ws.origin.max_in_flight <= 2
     ws.assert_all_identical()
@@ -96,7 +96,7 @@ def test_environment_variables_configure_run(ws: Workspace, key_var: str) -> Non
 def test_sign_matches_botocore_and_the_origin_accepts_it(ws: Workspace) -> None:
     url = f"{ws.origin.base_url}/truefire/{ws.downloadable()[0][1]}.mp4"
     expires_at = 2_000_000_000
-    result = ws.tfbulk(
+    result = ws.cli(
         "sign", url, "--key-pair-id", KEY_PAIR_ID, "--private-key", str(ws.keys.private),
         "--expires-at", str(expires_at),
     )  # fmt: skip

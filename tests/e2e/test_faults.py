@@ -101,7 +101,7 @@ def test_repeated_forbidden_backs_off_and_reports_a_hint(ws: Workspace) -> None:
 def test_wrong_key_pair_id_fails_with_the_hint(ws: Workspace) -> None:
     args = ws.run_args("--retries", "2", "--course", "1")
     args[args.index("--key-pair-id") + 1] = "KWRONG"
-    result = ws.tfbulk(*args)
+    result = ws.cli(*args)
     assert result.code == 1
     errors = {item["error"] for item in failed_json(ws).values()}
     assert errors == {"HTTP 403 Forbidden: unknown Key-Pair-Id (check --key-pair-id, "
@@ -192,13 +192,13 @@ def test_read_timeout_fails_the_attempt_and_resumes(ws: Workspace) -> None:
 
 
 def test_connect_errors_are_retried_then_reported(ws: Workspace) -> None:
-    with socket.socket() as sock:
+    args = ws.run_args("--retries", "2", "--course", "1", "--json")
+    with socket.socket() as sock:  # bound, never listening: refused, and no one else's port
         sock.bind(("127.0.0.1", 0))
         closed_port = sock.getsockname()[1]
-    args = ws.run_args("--retries", "2", "--course", "1", "--json")
-    index = args.index("--url-template") + 1
-    args[index] = f"http://127.0.0.1:{closed_port}/truefire/{{segment_id}}.mp4"
-    result = ws.tfbulk(*args)
+        index = args.index("--url-template") + 1
+        args[index] = f"http://127.0.0.1:{closed_port}/truefire/{{segment_id}}.mp4"
+        result = ws.cli(*args)
     assert result.code == 1
     items = failed_json(ws)
     assert items and all(item["attempts"] == 2 for item in items.values())
@@ -215,7 +215,7 @@ def test_disk_full_stops_cleanly_and_resumes(
     args = ws.run_args("--json", "--min-free-space", "0")  # the real ENOSPC, no reserve
     args[args.index("--dest") + 1] = str(small_disk)
     state = small_disk / ".tfbulk" / "state.db" if state_on_same_disk else ws.root / "state.db"
-    result = ws.tfbulk(*args, "--state", str(state))
+    result = ws.cli(*args, "--state", str(state))
     assert result.code == 2, result.stderr
     assert "No space left on device" in result.stderr or "full" in result.stderr
     assert str(small_disk) in result.stderr and "bytes free" in result.stderr
@@ -231,7 +231,7 @@ def test_disk_full_stops_cleanly_and_resumes(
     assert summary["pending"] == summary["total"] - len(finished)
 
     subprocess.run(["mount", "-o", "remount,size=8m", str(small_disk)], check=True)
-    again = ws.tfbulk(*args, "--state", str(state))
+    again = ws.cli(*args, "--state", str(state))
     assert again.code == 0, again.stderr
     for course_id, segment_id in ws.downloadable():
         target = small_disk / str(course_id) / f"{segment_id}.mp4"

@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Workspace, wait_for
+from tfbulk.errors import StateUnavailable
 from tfbulk.origin import Fault
 from tfbulk.origin.sample import SampleCourse, SampleSegment, guitar_catalogue
+from tfbulk.state.sqlite import SQLiteStore
 
 
 def failed(ws: Workspace) -> dict[int, dict]:
@@ -214,7 +216,7 @@ def test_a_scope_that_selects_nothing_is_exit_2_naming_the_filter(ws: Workspace)
 
 
 def test_expires_over_a_day_is_warned_about(ws: Workspace) -> None:
-    result = ws.tfbulk(
+    result = ws.cli(
         "sign", "https://d.example.net/a.mp4", "--key-pair-id", "K", "--private-key",
         str(ws.keys.private), "--expires", "2d",
     )  # fmt: skip
@@ -264,3 +266,18 @@ def test_attempts_agree_in_the_log_line_the_summary_and_failed(ws: Workspace) ->
     assert failure["attempts"] == 3
     summary_row = next(line for line in result.stdout.splitlines() if f"{segment_id} " in line)
     assert " 3 " in summary_row
+
+
+def test_a_state_db_lost_as_the_engine_starts_is_one_line_and_75(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine runs in a task group beside its watchers; what it raises must reach the
+    CLI as itself, not as the group's traceback (a worker starting as PostgreSQL restarted)."""
+
+    def lost(_store: SQLiteStore) -> None:
+        raise StateUnavailable("start: lost the state DB here; run again")
+
+    monkeypatch.setattr(SQLiteStore, "start_run", lost)
+    result = ws.run("--no-progress")
+    assert result.code == 75, result.stderr
+    assert result.stderr == "tfbulk: error: start: lost the state DB here; run again\n"

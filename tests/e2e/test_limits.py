@@ -126,7 +126,7 @@ def test_doctor_does_the_runs_free_space_arithmetic(ws: Workspace) -> None:
     args = ["doctor", *ws.run_args("--min-free-space", str(reserve), "--json")[1:]]
     for flag in ("--backoff-base", "--backoff-max"):
         del args[args.index(flag) : args.index(flag) + 2]
-    result = ws.tfbulk(*args)
+    result = ws.cli(*args)
     check = next(c for c in result.json["checks"] if c["name"] == "free space")
     assert result.code == 1 and check["status"] == "fail"
     assert "still needed" in check["detail"] and "--min-free-space keeps" in check["detail"]
@@ -136,7 +136,7 @@ def test_doctor_does_the_runs_free_space_arithmetic(ws: Workspace) -> None:
 def test_min_free_space_keeps_the_reserve_on_a_small_disk(ws: Workspace, small_disk: Path) -> None:
     args = ws.run_args("--json", "--min-free-space", "96K", "--concurrency", "2")
     args[args.index("--dest") + 1] = str(small_disk)
-    result = ws.tfbulk(*args, "--state", str(ws.root / "state.db"))
+    result = ws.cli(*args, "--state", str(ws.root / "state.db"))
     assert result.code == 2, result.stderr
     summary = result.json
     assert summary["stopped"] == "disk" and "--min-free-space keeps 96 KiB" in summary["error"]

@@ -342,7 +342,12 @@ def test_postgres_restart_mid_run_loses_nothing(shared: Shared, pg_cluster: Clus
     ws.write_catalogue(guitar_catalogue(4, 30))
     ws.origin.speed = 100_000
     procs = {name: shared.start(name, "--concurrency", "4") for name in ("w1", "w2")}
-    wait_for(lambda: len(ws.final_files()) >= 10, timeout=60, what="downloads under way")
+    # Each worker past its start (it has finished a file): a restart then is one mid-run.
+    wait_for(
+        lambda: len(ws.final_files()) >= 10 and all(shared.finished_by(n) for n in procs),
+        timeout=60,
+        what="both workers downloading",
+    )
     pg_cluster.restart()
     done_at_restart = len(ws.final_files())
     results = finish(procs)
@@ -507,7 +512,7 @@ def test_status_lists_live_workers(shared: Shared) -> None:
     )
     try:
         wait_for(lambda: ws.final_files(), timeout=30, what="downloads under way")
-        status = ws.tfbulk("status", "--state", shared.url, "--json")
+        status = ws.cli("status", "--state", shared.url, "--json")
         assert status.code == 0, status.stderr
         (worker,) = status.json["workers"]
         assert worker["pid"] == proc.pid and worker["live"] is True
@@ -516,7 +521,7 @@ def test_status_lists_live_workers(shared: Shared) -> None:
         assert worker["claimed"] > 0
         assert ws.origin.max_in_flight <= 2
         assert worker["heartbeat_age_s"] < 3
-        human = ws.tfbulk("status", "--state", shared.url)
+        human = ws.cli("status", "--state", shared.url)
         assert f":{proc.pid}:" in human.stdout and "ago" in human.stdout
         assert worker["limits"]["bwlimit"] == "512 KiB/s" and worker["limits"]["max_rps"] == 50
         assert "bwlimit 512 KiB/s · max-rps 50" in human.stdout
@@ -525,7 +530,7 @@ def test_status_lists_live_workers(shared: Shared) -> None:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=20)
     assert proc.returncode == 130, err
-    after = ws.tfbulk("status", "--state", shared.url, "--json").json
+    after = ws.cli("status", "--state", shared.url, "--json").json
     assert after["workers"] == [] and after["processing"] == 0
 
 
@@ -536,19 +541,19 @@ def test_status_failed_retry_and_dry_run_against_postgres(shared: Shared) -> Non
     ws = shared.ws
     state = ("--state", shared.url)
     assert shared.run("--dry-run", "--json").json["new"] == len(ws.downloadable())
-    nothing = ws.tfbulk("status", *state)
+    nothing = ws.cli("status", *state)
     assert nothing.code == 2 and "no tfbulk state in" in nothing.stderr
     broken = ws.downloadable()[3][1]
     ws.origin.add_fault(ws.url_path(broken), Fault(status=404, times=1))
 
     assert shared.run().code == 1
-    failed = ws.tfbulk("failed", *state, "--json")
+    failed = ws.cli("failed", *state, "--json")
     assert [item["segment_id"] for item in failed.json] == [broken]
-    status = ws.tfbulk("status", *state, "--json").json
+    status = ws.cli("status", *state, "--json").json
     assert status["failed"] == 1 and status["workers"] == []
     dry = shared.run("--dry-run", "--json").json
     assert dry["already_done"] == len(ws.downloadable()) - 1 and dry["failed"] == 1
-    retry = ws.tfbulk("retry", *state, "--json")
+    retry = ws.cli("retry", *state, "--json")
     assert retry.json == {"requeued": 1}
     assert shared.run().code == 0
     ws.assert_all_identical()
@@ -563,7 +568,7 @@ def test_verify_against_postgres_requeues_a_damaged_file(shared: Shared) -> None
     data[0] ^= 0xFF
     path.write_bytes(bytes(data))
 
-    verify = ws.tfbulk("verify", "--state", shared.url, "--dest", str(ws.dest), "--full", "--json")
+    verify = ws.cli("verify", "--state", shared.url, "--dest", str(ws.dest), "--full", "--json")
     assert verify.code == 1, verify.stderr
     assert [p["segment_id"] for p in verify.json["problems"]] == [damaged]
     assert verify.json["checked"] == len(ws.downloadable()) and verify.json["requeued"] == 1

@@ -55,9 +55,6 @@ class S3Workspace(Workspace):
             "AWS_CONFIG_FILE": str(self.root / "no-config"),
         } | (env or {})
 
-    def tfbulk(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None) -> Result:
-        return super().tfbulk(*args, timeout=timeout, env=self.aws(env))
-
     def cli(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None) -> Result:
         return super().cli(*args, timeout=timeout, env=self.aws(env))
 
@@ -173,7 +170,7 @@ def test_environment_and_a_profile_configure_an_s3_run(s3: S3Workspace) -> None:
         "TFBULK_KEY_TEMPLATE": s3.key_template,
         "TFBULK_PROFILE": "video",
     }
-    result = s3.tfbulk("run", "--json", env=env)
+    result = s3.cli("run", "--json", env=env)
     assert result.code == 0, result.stderr
     assert {r.path for r in s3.origin.log} == {
         f"/tfstream/{c}/{s}.mp4" for c, s in s3.downloadable()

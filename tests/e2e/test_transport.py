@@ -31,7 +31,7 @@ def test_escapes_in_the_signed_url_survive_to_the_origin(ws: Workspace) -> None:
     template = f"{ws.origin.base_url}/tf%7Euser/a%2fb/{{video}}~-_.mp4?v=%41%2f"
     args = ws.run_args("--path-template", "{segment_id}.mp4", "--json")
     args[args.index("--url-template") + 1] = template
-    result = ws.tfbulk(*args)
+    result = ws.cli(*args)
     assert result.code == 0, result.stderr
     assert sorted(r.path for r in ws.origin.log) == [
         "/tf%7Euser/a%2fb/a~b/c-d_e%2541~-_.mp4",

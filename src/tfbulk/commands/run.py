@@ -124,7 +124,10 @@ def run(settings: RunSettings, observer: Observer, *, handle_signals: bool = Tru
             held.callback(store.close)
             store.plan(_reported(rows, observer), inputs.snapshot.course_titles())
         observer(_run_started(store, settings))
-        result = anyio.run(_download, settings, inputs, dest, store, observer, handle_signals)
+        try:
+            result = anyio.run(_download, settings, inputs, dest, store, observer, handle_signals)
+        except ExceptionGroup as group:
+            raise _lone(group) from None
         summary = store.summary()
         report = RunReport(
             exit_code=_exit_code(result, summary),
@@ -205,6 +208,14 @@ def describe_filters(scope: Scope) -> str:
     if scope.limit_courses is not None:
         flags.append(f"--limit-courses {scope.limit_courses}")
     return " ".join(flags)
+
+
+def _lone(error: BaseException) -> BaseException:
+    """The one error that task groups wrapped (the engine's lost state DB, say): the CLI
+    turns a TfbulkError into its one line and exit code, never a group's traceback."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
 
 
 def _refuse_linked_state(state: str, dest: Destination) -> None:
