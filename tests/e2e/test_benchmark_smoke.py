@@ -116,7 +116,9 @@ def test_memory_cpu_and_scale_figures_are_reported(smoke: dict) -> None:
 def test_startup_is_measured_against_a_bare_interpreter(smoke: dict) -> None:
     startup = smoke["startup"]
     assert startup["runs"] == len(startup["python_runs_s"]) == len(startup["tfbulk_runs_s"]) == 3
-    assert 0 < startup["python_s"] < startup["tfbulk_s"]
+    # both measured, neither compared: which starts faster is a figure, not a test (under
+    # two CPU burners a bare interpreter once took 0.1086 s against tfbulk's 0.1081 s)
+    assert startup["python_s"] > 0 and startup["tfbulk_s"] > 0
     assert startup["difference_s"] == pytest.approx(startup["tfbulk_s"] - startup["python_s"])
 
 
