@@ -120,6 +120,19 @@ def test_plain_reporter_writes_log_lines_without_escape_codes() -> None:
     assert "7/60" in stats and "ETA" in stats and "2 failed" in stats
 
 
+def test_plain_reporter_close_stops_its_ticker_without_a_run_finished() -> None:
+    """A run that ends in an error sends no RunFinished: close() must still stop the stats
+    thread, or it writes to a stream the caller has closed."""
+    stream = io.StringIO()
+    reporter = PlainReporter(RunTracker(), stream, stats_interval=3600, quiet=False)
+    reporter(RunStarted(60, 0, 0, 60, 10, "/srv/videos", "all courses", COURSES))
+    thread = reporter._thread
+    assert thread is not None and thread.is_alive()
+    reporter.close()
+    assert not thread.is_alive()
+    reporter.close()  # twice is fine: RunDisplay closes before and in finish()
+
+
 def test_quiet_reporter_keeps_only_failures() -> None:
     stream = io.StringIO()
     tracker = RunTracker()

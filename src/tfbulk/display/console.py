@@ -11,6 +11,7 @@ from tfbulk.errors import ExitCode
 
 if TYPE_CHECKING:
     from tfbulk.display.live import LiveView
+    from tfbulk.display.plain import PlainReporter
     from tfbulk.pipeline.events import Event, Observer
     from tfbulk.report import RunReport
 
@@ -50,11 +51,12 @@ class RunDisplay:
         self.console = make_console(stream, terminal=self.live)
         self._view: Observer
         self._live_view: LiveView | None = None
+        self._plain: PlainReporter | None = None
         if self.live:
             self._view = self._live_view = LiveView(self.tracker, self.console)
             self._live_view.start()
         else:
-            self._view = PlainReporter(
+            self._view = self._plain = PlainReporter(
                 self.tracker, stream, stats_interval=stats_interval, quiet=quiet
             )
 
@@ -65,6 +67,8 @@ class RunDisplay:
     def close(self) -> None:
         if self._live_view is not None:
             self._live_view.close()
+        if self._plain is not None:
+            self._plain.close()
 
     def finish(self, report: RunReport, hint: Callable[[str], str] = "tfbulk {}".format) -> None:
         """Print the summary that replaces the live view (or the one line of --quiet);

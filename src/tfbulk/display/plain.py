@@ -59,6 +59,13 @@ class PlainReporter:
             f"ETA {human_duration(snap.eta)} · {snap.failed:,} failed"
         )
 
+    def close(self) -> None:
+        """Stop the stats ticker and wait for it: after this nothing more is written, even
+        when the run ended in an error and no RunFinished came (the stream may close)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
     def _start_timer(self) -> None:
         self._thread = threading.Thread(target=self._tick, name="tfbulk-stats", daemon=True)
         self._thread.start()
