@@ -341,3 +341,64 @@ def test_s3_uploads_live_in_the_queue_schema_and_an_old_public_table_moves(pg_ur
         ).fetchall()
         assert where == [("tfbulk",)]
         assert conn.execute("SELECT count(*) FROM tfbulk.s3_uploads").fetchone() == (2,)
+
+
+def test_workers_starting_together_make_the_uploads_table_one_at_a_time(pg_url: str) -> None:
+    """Two workers' CREATE TABLE IF NOT EXISTS at the same moment: one fails on
+    PostgreSQL's catalogue (pg_type's unique key). The table is made under the schema's
+    advisory lock: held here, the upload log waits for it, then makes the table."""
+    import threading
+
+    import psycopg
+
+    from tests.conftest import wait_for
+    from tfbulk.pipeline.s3resume import UploadLog
+    from tfbulk.state.schema import MIGRATE_LOCK
+
+    opened: list[UploadLog] = []
+    with psycopg.connect(pg_url) as holder:
+        holder.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
+        opener = threading.Thread(target=lambda: opened.append(UploadLog(pg_url)))
+        opener.start()
+        wait_for(lambda: _waiting_on_advisory_lock(pg_url), what="the upload log to wait")
+        assert not _has_uploads_table(pg_url)
+    opener.join(timeout=60)
+    assert opened and _has_uploads_table(pg_url)
+    opened[0].close()
+
+
+def test_the_upload_log_reconnects_when_its_connection_is_lost(pg_url: str) -> None:
+    """A PostgreSQL restart (here: its backend terminated) between two parts: the next
+    record opens a new connection instead of stopping the worker."""
+    import psycopg
+
+    from tfbulk.pipeline.s3resume import Recorded, UploadLog
+
+    log = UploadLog(pg_url)
+    log.save("k", Recorded("up-1", b"h", ['"e"'], 5))
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    assert killed == [(True,)]
+    assert log.find("k") == Recorded("up-1", b"h", ['"e"'], 5)
+    log.close()
+
+
+def _waiting_on_advisory_lock(pg_url: str) -> bool:
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        ).fetchone()
+    return bool(row and row[0])
+
+
+def _has_uploads_table(pg_url: str) -> bool:
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        row = conn.execute("SELECT to_regclass('tfbulk.s3_uploads')").fetchone()
+    return row is not None and row[0] is not None

@@ -55,3 +55,17 @@ def test_a_table_from_before_body_md5_and_part_sums_gets_them(tmp_path: Path) ->
     assert again.find("k") == Recorded("up-1", b"h", ['"e"'], 1, "0" * 32, [(1, "f" * 32)])
     assert again.find("old") == Recorded("up-0", b"\0", ["e"], 5)  # sums None: uncheckable
     again.close()
+
+
+def test_an_unreachable_postgresql_is_exit_75_without_its_password() -> None:
+    """A worker whose queue is away stops with the contract's "run again" code and one
+    line, never psycopg's traceback, and the URL's password stays out of it."""
+    import pytest
+
+    from tfbulk.errors import ExitCode, StateUnavailable
+
+    with pytest.raises(StateUnavailable) as caught:
+        UploadLog("postgresql://tfbulk:hunter2-secret@127.0.0.1:1/queue?connect_timeout=5")
+    assert caught.value.exit_code == ExitCode.STOPPED
+    assert "127.0.0.1:1/queue" in str(caught.value)
+    assert "hunter2" not in str(caught.value)

@@ -27,8 +27,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from tfbulk.state.schema import PG_SCHEMA
-from tfbulk.state.url import is_postgres_url
+from tfbulk.errors import StateUnavailable
+from tfbulk.state.schema import MIGRATE_LOCK, PG_SCHEMA
+from tfbulk.state.url import is_postgres_url, redact_url
 
 _COLUMNS = "object_key, upload_id, head, part_etags, stored, updated, body_md5, part_sums"
 _ADDED = {"body_md5": "TEXT", "part_sums": "TEXT"}  # newer than the table: added to an older one
@@ -62,15 +63,13 @@ class UploadLog:
 
     def __init__(self, spec: str) -> None:
         self._lock = threading.Lock()
+        self._spec = spec
+        self._ready = False  # set up: a lost connection may be opened again
         if is_postgres_url(spec):
-            import psycopg
-
-            self._conn: Any = psycopg.connect(spec, autocommit=True)
             self._mark = "%s"
-            self._into_queue_schema()
-            self._run(_schema("BYTEA"))
-            for name, kind in _ADDED.items():
-                self._run(f"ALTER TABLE s3_uploads ADD COLUMN IF NOT EXISTS {name} {kind}")
+            self._conn: Any = self._pg_connect()
+            self._pg_setup()
+            self._ready = True
         else:
             self._conn = sqlite3.connect(
                 spec, timeout=30, isolation_level=None, check_same_thread=False
@@ -114,6 +113,21 @@ class UploadLog:
         with self._lock:
             self._conn.close()
 
+    def _pg_setup(self) -> None:
+        """The table, made or upgraded by one worker at a time (two workers starting
+        together would both create it, and one fail on PostgreSQL's catalogue)."""
+        import psycopg
+
+        try:
+            with self._conn.transaction():
+                self._run("SELECT pg_advisory_xact_lock(%s)", MIGRATE_LOCK)
+                self._into_queue_schema()
+                self._run(_schema("BYTEA"))
+                for name, kind in _ADDED.items():
+                    self._run(f"ALTER TABLE s3_uploads ADD COLUMN IF NOT EXISTS {name} {kind}")
+        except psycopg.OperationalError:
+            raise StateUnavailable(self._lost()) from None
+
     def _into_queue_schema(self) -> None:
         """Beside the queue's tables, in their schema (a shared database keeps other
         applications' tables in `public`). Moves the table tfbulk 0.x left in `public`,
@@ -148,9 +162,40 @@ class UploadLog:
 
     def _run(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
         with self._lock:
-            cursor = self._conn.execute(sql, params)
-            rows = cursor.fetchall() if cursor.description else []
-            return [tuple(row) for row in rows]
+            if self._mark == "?":
+                return _rows(self._conn.execute(sql, params))
+            import psycopg
+
+            try:
+                return _rows(self._conn.execute(sql, params))
+            except psycopg.OperationalError:
+                if not (self._ready and self._conn.closed):
+                    raise StateUnavailable(self._lost()) from None
+            self._conn = self._pg_connect()  # the server restarted: every statement is
+            self._conn.execute(f"SET search_path TO {PG_SCHEMA}")  # safe to run again
+            try:
+                return _rows(self._conn.execute(sql, params))
+            except psycopg.OperationalError:
+                raise StateUnavailable(self._lost()) from None
+
+    def _pg_connect(self) -> Any:
+        """A connection to the queue's database, or exit 75 naming it (no password)."""
+        import psycopg
+
+        try:
+            return psycopg.connect(self._spec, autocommit=True)
+        except psycopg.OperationalError:
+            raise StateUnavailable(self._lost()) from None
+
+    def _lost(self) -> str:
+        return (
+            f"cannot reach the state DB {redact_url(self._spec)} to record S3 uploads; "
+            "what was not recorded is still to do: run again"
+        )
+
+
+def _rows(cursor: Any) -> list[tuple[Any, ...]]:
+    return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
 
 
 def _recorded(row: tuple[Any, ...]) -> Recorded:

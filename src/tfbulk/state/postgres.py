@@ -46,7 +46,7 @@ from tfbulk.state import (
 )
 from tfbulk.state.heartbeat import FOLD_COUNTS, Heartbeat
 from tfbulk.state.partlock import PartLocks
-from tfbulk.state.schema import PG_SCHEMA, POSTGRES_STEPS, migrate, refuse_newer
+from tfbulk.state.schema import MIGRATE_LOCK, PG_SCHEMA, POSTGRES_STEPS, migrate, refuse_newer
 from tfbulk.state.sql import JOB_COLUMNS, RELEASE, Params, Row, SQLStore, jobs_from
 from tfbulk.state.url import redact_url, scrub
 
@@ -116,7 +116,6 @@ WHERE s.status = 'processing' AND {scope} AND NOT (s.id = ANY(%(held)s))
 """
 _RELEASED = f"status = 'pending', {RELEASE}"
 _TERMINAL = (Retry, Done, Failed, Parked)
-MIGRATE_LOCK = 0x7466_0001  # advisory lock keys: "tf" + a number per purpose
 
 # Planning: rows arrive in a temporary table, only what differs touches `segments`.
 _INCOMING = """

@@ -16,6 +16,9 @@ from tfbulk.errors import BadInput
 
 SCHEMA_VERSION = 3
 PG_SCHEMA = "tfbulk"  # PostgreSQL: every table in its own schema, to share a database
+# PostgreSQL: whoever changes the schema holds this advisory lock (two workers starting
+# together would otherwise both create a table, and one fails on pg_type's unique key).
+MIGRATE_LOCK = 0x7466_0001  # advisory lock keys: "tf" + a number per purpose
 
 # Version 1 is what tfbulk wrote before the stores shared one core (sqlite-utils' DDL).
 SQLITE_STEPS: Mapping[int, str] = {
