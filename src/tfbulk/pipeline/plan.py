@@ -13,7 +13,7 @@ from typing import NamedTuple
 from urllib.parse import quote
 
 from tfbulk.errors import BadInput
-from tfbulk.pipeline.snapshot import SnapshotRow
+from tfbulk.pipeline.snapshot import Snapshot, SnapshotRow
 from tfbulk.settings import STATE_DIR, Scope
 
 VIDEO_PREFIX = "mp4:"
@@ -105,6 +105,8 @@ def path_renderer(template: Template) -> PathRenderer:
         + (f"{{{_POSITIONS.index(name)}}}" if name else "")
         for literal, name in template.parts
     ).format
+    if template.fields <= _INTEGERS and _always_plain(template):
+        return lambda segment_id, course_id, _channel, key: fmt(segment_id, course_id, None, key)
     if template.fields <= _NEVER_EMPTY:
         return lambda segment_id, course_id, _channel, key: safe_relative_path(
             fmt(segment_id, course_id, None, key)
@@ -128,6 +130,34 @@ def path_renderer(template: Template) -> PathRenderer:
     return render
 
 
+def paths_are_distinct(template: Template) -> bool:
+    """Two segments can never share a path: the file name (after the template's last `/`)
+    is {segment_id} between fixed text, and distinct ids print distinctly. A store then
+    need not look for clashes among a million rows (normalising keeps the last name)."""
+    in_name: list[str] = []
+    for literal, field_name in template.parts:
+        if "/" in literal:
+            in_name = []
+        if field_name:
+            in_name.append(field_name)
+    return in_name == ["segment_id"]
+
+
+def _always_plain(template: Template) -> bool:
+    """Every rendering of a template of ids that are never empty is plainly safe if its
+    rendering with 0 for each id is (and it stays short with 20-character ids).
+
+    An id renders as `-?[0-9]+`: never empty, never `/` or `.`, so no `//`, `/.`, leading
+    `/` or `.`, trailing `/`, NUL or non-ASCII character can appear where a literal does
+    not put it; the 0s put none either, and 20 characters is the longest 64-bit integer.
+    """
+    sample = template.render(dict.fromkeys(template.fields, "0"))
+    longest = len(sample) + sum(1 for _, name in template.parts if name) * (_INT64_CHARS - 1)
+    return _plainly_safe(sample) and longest <= _PLAIN_MAX
+
+
+_INTEGERS = frozenset({"segment_id", "course_id"})  # never empty: a row without one is no row
+_INT64_CHARS = len(str(-(2**63)))
 _NOT_FIRST = ("", "/", ".")  # an empty, absolute or dot-led first name needs the full check
 _PLAIN_MAX = MAX_NAME_BYTES - len(PART_SUFFIX)  # an ASCII path this short has no long name
 
@@ -254,9 +284,73 @@ def plan_rows(
             except UnsafePath as exc:
                 path, error = None, f"refused: {exc}"
                 stats.refused += 1
-            yield PlanRow(segment_id, course_id, channel_id, video, title, path, error)
+            yield _row(PlanRow, (segment_id, course_id, channel_id, video, title, path, error))
     stats.missing_segments = set(scope.segments) - found_segments
     stats.missing_courses = set(scope.courses) - found_courses
+
+
+@dataclass(frozen=True, slots=True)
+class PlanQuery:
+    """The plan as SQL over the snapshot attached as `snap`: the same rows as `plan_rows`,
+    made by SQLite itself, so that a million of them never pass through Python. `rows`
+    selects PlanRow's columns, `ids` only the segment ids (dry runs)."""
+
+    uri: str
+    rows: str
+    ids: str
+
+
+def plan_query(
+    snapshot: Snapshot, scope: Scope, path_template: Template, stats: PlanStats
+) -> PlanQuery | None:
+    """The plan as SQL, its counts in `stats`; None where only `plan_rows` plans right:
+    a filtered scope, a path needing more than ids and text, or values of odd types."""
+    if scope.courses or scope.segments or scope.limit_courses is not None:
+        return None
+    if not (path_template.fields <= _INTEGERS and _always_plain(path_template)):
+        return None
+    sql = snapshot.sql()
+    if sql is None:
+        return None
+    video = "s.video"
+    planned = (
+        f"s.id IS NOT NULL AND ch.courseid IS NOT NULL AND length({video}) > {len(VIDEO_PREFIX)} "
+        f"AND substr({video}, 1, {len(VIDEO_PREFIX)}) = '{VIDEO_PREFIX}' COLLATE BINARY"
+    )
+    _count(snapshot, sql.source("main"), planned, stats)
+    path = " || ".join(_sql_parts(path_template))
+    chosen = f"{sql.source('snap')} WHERE {planned}"
+    return PlanQuery(
+        sql.uri,
+        f"SELECT s.id, ch.courseid, s.channel_id, {video}, {sql.title}, {path}, NULL {chosen}",
+        f"SELECT s.id {chosen}",
+    )
+
+
+def _count(snapshot: Snapshot, source: str, planned: str, stats: PlanStats) -> None:
+    """What plan_rows counts row by row, counted by SQLite."""
+    counts = snapshot.rows_of(
+        f"SELECT count(*), count(*) - count(s.id), "
+        f"coalesce(sum(s.id IS NOT NULL AND ch.courseid IS NULL), 0), "
+        f"coalesce(sum({planned}), 0) {source}"
+    )
+    stats.segments, stats.no_id, stats.orphans, stats.planned = counts[0]
+    stats.no_video = stats.segments - stats.no_id - stats.orphans - stats.planned
+    courses = snapshot.rows_of(f"SELECT DISTINCT ch.courseid {source} WHERE {planned}")
+    stats.courses.update(course_id for (course_id,) in courses)
+
+
+def _sql_parts(template: Template) -> Iterator[str]:
+    """The path template as SQL text pieces: literals quoted, ids as their decimal text."""
+    columns = {"segment_id": "s.id", "course_id": "ch.courseid"}
+    for literal, name in template.parts:
+        if literal:
+            yield "'" + literal.replace("'", "''") + "'"
+        if name:
+            yield f"CAST({columns[name]} AS TEXT)"
+
+
+_row = tuple.__new__  # PlanRow(...) without NamedTuple's __new__: a Python call per row
 
 
 def _beyond_limit(course_id: int, limit: int, stats: PlanStats) -> bool:

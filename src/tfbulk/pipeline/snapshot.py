@@ -10,7 +10,7 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from tfbulk.errors import BadInput
@@ -56,9 +56,8 @@ class Snapshot:
     def open(cls, path: Path) -> Snapshot:
         """Open and validate; every refusal is a BadInput naming the file and the problem."""
         _check_file(path)
-        uri = f"file:{quote(str(path.resolve()))}?mode=ro"
         try:
-            conn = sqlite3.connect(uri, uri=True)
+            conn = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True)
             conn.execute("PRAGMA cache_size = -512")
             columns = _columns(conn)
         except sqlite3.DatabaseError as exc:
@@ -94,31 +93,53 @@ class Snapshot:
         """Every segment, ordered by course then id (orphans, without a channel, first)
         unless `ordered` is False; ids as integers or None, videos as text or None.
 
-        A million rows pass through here: a row of the expected types goes on as the
-        cursor made it, only the others are converted.
+        A million rows pass through here: when every value has its expected type, the
+        cursor itself is returned and no Python code runs per row.
         """
-        title = f's."{self._title_column}"' if self._title_column else "NULL"
+        sql = self._sql()
         order = "ORDER BY ch.courseid, s.id" if ordered else ""
-        cursor = self._conn.execute(
-            f"SELECT s.id, s.channel_id, ch.courseid, s.video, {title} "  # noqa: S608 - column name from PRAGMA
-            f"FROM segments s LEFT JOIN channels ch ON ch.id = s.channel_id {order}"
+        cursor = self._conn.execute(f"SELECT {sql.columns} {sql.source('main')} {order}")
+        return cursor if self._plain(sql) else map(_typed, cursor)
+
+    def sql(self) -> SnapshotSql | None:
+        """The segments as SQL for a database that attaches this file, or None if some value
+        has another type than a SnapshotRow's (only `segments` converts those right)."""
+        sql = self._sql()
+        return sql if self._plain(sql) else None
+
+    def rows_of(self, select: str) -> list[tuple[Any, ...]]:
+        """The rows of a query over this file (its tables in schema `main`)."""
+        return self._conn.execute(select).fetchall()
+
+    def _sql(self) -> SnapshotSql:
+        uri = f"file:{quote(str(self.path.resolve()))}?mode=ro"
+        title = f's."{self._title_column}"' if self._title_column else "NULL"
+        return SnapshotSql(uri, f"s.id, s.channel_id, ch.courseid, s.video, {title}", title)
+
+    def _plain(self, sql: SnapshotSql) -> bool:
+        """No value of another type: one scan in C, the price of no Python per row."""
+        ids = ("s.id", "s.channel_id", "ch.courseid")
+        texts = ("s.video", sql.title)
+        where = " OR ".join(
+            [f"typeof({c}) NOT IN ('integer', 'null')" for c in ids]
+            + [f"typeof({c}) NOT IN ('text', 'null')" for c in texts]
         )
-        for row in cursor:
-            segment_id, channel_id, course_id, video, seg_title = row
-            if (
-                type(segment_id) is int
-                and type(channel_id) in _ID_TYPES
-                and type(course_id) in _ID_TYPES
-                and type(video) in _TEXT_TYPES
-                and type(seg_title) in _TEXT_TYPES
-            ):
-                yield row
-            else:
-                yield _typed(row)
+        found = self._conn.execute(f"SELECT EXISTS (SELECT 1 {sql.source('main')} WHERE {where})")
+        return not found.fetchone()[0]
 
 
-_ID_TYPES = frozenset({int, type(None)})
-_TEXT_TYPES = frozenset({str, type(None)})
+@dataclass(frozen=True, slots=True)
+class SnapshotSql:
+    """The segments as SQL: the file to attach (read-only), the columns of a SnapshotRow
+    (`s.id, s.channel_id, ch.courseid, s.video, <title>`), and the joined tables."""
+
+    uri: str
+    columns: str
+    title: str
+
+    def source(self, schema: str) -> str:
+        """FROM the segments joined to their channels, in the snapshot's `schema`."""
+        return f"FROM {schema}.segments s LEFT JOIN {schema}.channels ch ON ch.id = s.channel_id"
 
 
 def _typed(row: tuple[object, ...]) -> SnapshotRow:

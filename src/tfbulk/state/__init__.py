@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from tfbulk.errors import BadInput
-from tfbulk.pipeline.plan import PlanRow
+from tfbulk.pipeline.plan import PlanQuery, PlanRow
 from tfbulk.settings import Sharing
 from tfbulk.state.url import is_postgres_url
 
@@ -242,9 +242,15 @@ class PlanChanges:
 class Store(Protocol):
     """The queue the engine pulls from. Implementations: `state.sqlite`, `state.postgres`."""
 
-    def plan(self, rows: Iterable[PlanRow], titles: Mapping[int, str | None]) -> PlanChanges: ...
+    def plan(
+        self,
+        rows: Iterable[PlanRow] | PlanQuery,
+        titles: Mapping[int, str | None],
+        *,
+        distinct_paths: bool = False,
+    ) -> PlanChanges: ...
 
-    def scope_planned(self, rows: Iterable[PlanRow]) -> None: ...
+    def scope_planned(self, rows: Iterable[PlanRow] | PlanQuery) -> None: ...
 
     def start_run(self) -> None: ...
 

@@ -30,7 +30,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tfbulk.errors import BadInput, StateUnavailable
-from tfbulk.pipeline.plan import PlanRow
+from tfbulk.pipeline.plan import PlanQuery, PlanRow
 from tfbulk.settings import STATE_DIR, Sharing
 from tfbulk.state import (
     Done,
@@ -301,13 +301,20 @@ class PostgresStore(SQLStore):
 
     # -- planning -----------------------------------------------------------------
 
-    def plan(self, rows: Iterable[PlanRow], titles: Mapping[int, str | None]) -> PlanChanges:
+    def plan(
+        self,
+        rows: Iterable[PlanRow] | PlanQuery,
+        titles: Mapping[int, str | None],
+        *,
+        distinct_paths: bool = False,
+    ) -> PlanChanges:
         """Upsert the planned rows once per distinct plan; every worker scopes to its members.
 
         Each worker streams its rows into a temporary table and fingerprints them; under an
         advisory lock, the first worker with a new fingerprint writes the differences and
         the plan's members, and the next ones find the plan there and only adopt it.
         """
+        rows = _streamed(rows)
         now = time.time()
         with self._must("plan"):
             self._conn.execute(_INCOMING)
@@ -324,7 +331,7 @@ class PostgresStore(SQLStore):
                 self._scope = ("plan", latest[0])
                 self._scope_rows = adopted[0] if adopted else None
                 return PlanChanges(new=0, changed=0)
-            return self._write_plan(now, fingerprint, courses, titles)
+            return self._write_plan(now, fingerprint, courses, titles, distinct_paths)
 
     def _load_incoming(
         self, rows: Iterable[PlanRow], titles: Mapping[int, str | None]
@@ -350,7 +357,12 @@ class PostgresStore(SQLStore):
         return digest.hexdigest(), courses
 
     def _write_plan(
-        self, now: float, fingerprint: str, courses: set[int], titles: Mapping[int, str | None]
+        self,
+        now: float,
+        fingerprint: str,
+        courses: set[int],
+        titles: Mapping[int, str | None],
+        distinct_paths: bool,
     ) -> PlanChanges:
         self._conn.execute("ANALYZE incoming")
         before = self._stored_rows()  # under PLAN_LOCK: only this plan adds rows now
@@ -369,7 +381,8 @@ class PostgresStore(SQLStore):
             (plan_id,),
         )
         self._scope = ("plan", plan_id)
-        self._refuse_shared_paths()
+        if not distinct_paths:
+            self._refuse_shared_paths()
         # Fresh statistics, or the first claims of a big plan scan instead of walking the index.
         self._conn.execute("ANALYZE segments, plan_members")
         self._conn.execute(
@@ -381,8 +394,9 @@ class PostgresStore(SQLStore):
         self._conn.execute(FOLD_COUNTS)
         return PlanChanges(new=new, changed=written - new)
 
-    def scope_planned(self, rows: Iterable[PlanRow]) -> None:
+    def scope_planned(self, rows: Iterable[PlanRow] | PlanQuery) -> None:
         """Scope without writing (dry runs): the ids only go to a temporary table."""
+        rows = _streamed(rows)
         self._scope_rows = None
         with self._must("dry run"):
             self._conn.execute("DROP TABLE IF EXISTS pg_temp.scope_ids")
@@ -770,6 +784,13 @@ def _counts(row: Row | None) -> tuple[int, int]:
     """A row of two counts (aggregates always return one)."""
     assert row is not None
     return int(row[0]), int(row[1])
+
+
+def _streamed(rows: Iterable[PlanRow] | PlanQuery) -> Iterable[PlanRow]:
+    """The rows, as workers fingerprint them: a server cannot read a snapshot on our disk."""
+    if isinstance(rows, PlanQuery):
+        raise TypeError("a PostgreSQL store plans streamed rows, never a PlanQuery")
+    return rows
 
 
 def _why(exc: psycopg.Error, spec: str) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from tfbulk.errors import BadInput, DiskError
-from tfbulk.pipeline.plan import PlanRow
+from tfbulk.pipeline.plan import PlanQuery, PlanRow
 from tfbulk.state import Health, Job, PlanChanges, WorkerStatus
 from tfbulk.state.lock import RunLock
 from tfbulk.state.schema import SQLITE_STEPS, migrate
@@ -35,6 +35,8 @@ STREAM_BATCH = 1000
 _SCOPE = """CREATE TEMP TABLE scope (id INTEGER PRIMARY KEY, course_id INTEGER,
   channel_id INTEGER, video TEXT, title TEXT, path TEXT, error TEXT)"""
 _LOAD = "INSERT OR REPLACE INTO temp.scope VALUES (?, ?, ?, ?, ?, ?, ?)"  # the last one wins
+_LOAD_FROM = "INSERT OR REPLACE INTO temp.scope"
+_LOAD_IDS = "INSERT OR IGNORE INTO temp.scope (id)"
 _IN_SCOPE = "s.id IN (SELECT id FROM temp.scope)"
 _ID_ONLY = operator.itemgetter(slice(0, 1))  # (segment_id,) of a PlanRow
 _CLAIM = f"""
@@ -141,10 +143,17 @@ class SQLiteStore(SQLStore):
 
     # -- planning -----------------------------------------------------------------------
 
-    def plan(self, rows: Iterable[PlanRow], titles: Mapping[int, str | None]) -> PlanChanges:
-        """Upsert the planned rows and make them this connection's scope, atomically."""
+    def plan(
+        self,
+        rows: Iterable[PlanRow] | PlanQuery,
+        titles: Mapping[int, str | None],
+        *,
+        distinct_paths: bool = False,
+    ) -> PlanChanges:
+        """Upsert the planned rows and make them this connection's scope, atomically;
+        `distinct_paths` says no two rows can share a path (nothing to look for)."""
         now = time.time()
-        with self._transaction():
+        with self._attached(rows), self._transaction():
             before = self._stored_rows()
             # Through the scope table even into an empty store: one INSERT … SELECT runs
             # the counts trigger several times faster than a statement per row would.
@@ -154,45 +163,66 @@ class SQLiteStore(SQLStore):
             self._scope_rows = self._count("temp.scope")
             self._whole = self._scope_rows == stored
             self._upsert_courses(courses, titles)
-            self._refuse_shared_paths()
+            if not distinct_paths:
+                self._refuse_shared_paths()
         self._scoped = True
         return PlanChanges(new=stored - before, changed=written - (stored - before))
 
     def _count(self, table: str) -> int:
         return int(self._conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
-    def scope_planned(self, rows: Iterable[PlanRow]) -> None:
+    def scope_planned(self, rows: Iterable[PlanRow] | PlanQuery) -> None:
         """Scope without writing (dry runs): the ids are only kept in a temp table.
 
         A scope of exactly the stored rows is the whole store: its summary is the counts.
         One deferred transaction around the load: it writes only the temp table (no lock
         on the store a running run holds), and a million inserts commit once, not each.
         """
-        self._conn.execute("BEGIN")
-        try:
-            self._load_scope(rows, ids_only=True)
-        finally:
-            self._conn.execute("COMMIT")
+        with self._attached(rows):
+            self._conn.execute("BEGIN")
+            try:
+                self._load_scope(rows, ids_only=True)
+            finally:
+                self._conn.execute("COMMIT")
         scoped = self._count("temp.scope")
         self._whole = scoped == self._stored_rows() and scoped == self._count(
             "temp.scope t JOIN segments s ON s.id = t.id"
         )
         self._scoped = True
 
-    def _load_scope(self, rows: Iterable[PlanRow], *, ids_only: bool = False) -> list[int]:
+    @contextmanager
+    def _attached(self, rows: Iterable[PlanRow] | PlanQuery) -> Iterator[None]:
+        """The snapshot a PlanQuery reads, attached (read-only) while it is planned."""
+        if not isinstance(rows, PlanQuery):
+            yield
+            return
+        self._conn.execute("ATTACH DATABASE ? AS snap", (rows.uri,))
+        try:
+            yield
+        finally:
+            self._conn.execute("DETACH DATABASE snap")
+
+    def _load_scope(
+        self, rows: Iterable[PlanRow] | PlanQuery, *, ids_only: bool = False
+    ) -> list[int]:
         """Replace the scope with `rows` (or only their ids); the courses they belong to.
 
         The rows are bound as they come (a PlanRow is a tuple in the table's order): a
-        million of them cost the binding and nothing else."""
+        million of them cost the binding and nothing else; those of a PlanQuery not even
+        that (SQLite reads them from the attached snapshot)."""
         self._scoped = self._whole = False
         self._scope_rows = None
         self._conn.execute("DROP TABLE IF EXISTS temp.scope")
         self._conn.execute(_SCOPE)
+        if isinstance(rows, PlanQuery):
+            insert, select = (_LOAD_IDS, rows.ids) if ids_only else (_LOAD_FROM, rows.rows)
+            self._conn.execute(f"{insert} {select}")
+        elif ids_only:
+            self._conn.executemany(f"{_LOAD_IDS} VALUES (?)", map(_ID_ONLY, rows))
+        else:
+            self._conn.executemany(_LOAD, rows)
         if ids_only:
-            ids = map(_ID_ONLY, rows)
-            self._conn.executemany("INSERT OR IGNORE INTO temp.scope (id) VALUES (?)", ids)
             return []
-        self._conn.executemany(_LOAD, rows)
         courses = self._conn.execute("SELECT DISTINCT course_id FROM temp.scope")
         return [course_id for (course_id,) in courses]
 
