@@ -51,13 +51,14 @@ class Snapshot:
         self.path = path
         self._conn = conn
         self._title_column = title_column
+        self._plain: bool | None = None  # no value of another type (asked once: read-only)
 
     @classmethod
     def open(cls, path: Path) -> Snapshot:
         """Open and validate; every refusal is a BadInput naming the file and the problem."""
         _check_file(path)
         try:
-            conn = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True)
+            conn = sqlite3.connect(_read_only(path), uri=True)
             conn.execute("PRAGMA cache_size = -512")
             columns = _columns(conn)
         except sqlite3.DatabaseError as exc:
@@ -99,25 +100,27 @@ class Snapshot:
         sql = self._sql()
         order = "ORDER BY ch.courseid, s.id" if ordered else ""
         cursor = self._conn.execute(f"SELECT {sql.columns} {sql.source('main')} {order}")
-        return cursor if self._plain(sql) else map(_typed, cursor)
+        return cursor if self._is_plain(sql) else map(_typed, cursor)
 
     def sql(self) -> SnapshotSql | None:
         """The segments as SQL for a database that attaches this file, or None if some value
         has another type than a SnapshotRow's (only `segments` converts those right)."""
         sql = self._sql()
-        return sql if self._plain(sql) else None
+        return sql if self._is_plain(sql) else None
 
     def rows_of(self, select: str) -> list[tuple[Any, ...]]:
         """The rows of a query over this file (its tables in schema `main`)."""
         return self._conn.execute(select).fetchall()
 
     def _sql(self) -> SnapshotSql:
-        uri = f"file:{quote(str(self.path.resolve()))}?mode=ro"
         title = f's."{self._title_column}"' if self._title_column else "NULL"
-        return SnapshotSql(uri, f"s.id, s.channel_id, ch.courseid, s.video, {title}", title)
+        columns = f"s.id, s.channel_id, ch.courseid, s.video, {title}"
+        return SnapshotSql(_read_only(self.path), columns, title)
 
-    def _plain(self, sql: SnapshotSql) -> bool:
-        """No value of another type: one scan in C, the price of no Python per row."""
+    def _is_plain(self, sql: SnapshotSql) -> bool:
+        """No value of another type: one scan in C (once), the price of no Python per row."""
+        if self._plain is not None:
+            return self._plain
         ids = ("s.id", "s.channel_id", "ch.courseid")
         texts = ("s.video", sql.title)
         where = " OR ".join(
@@ -125,7 +128,13 @@ class Snapshot:
             + [f"typeof({c}) NOT IN ('text', 'null')" for c in texts]
         )
         found = self._conn.execute(f"SELECT EXISTS (SELECT 1 {sql.source('main')} WHERE {where})")
-        return not found.fetchone()[0]
+        self._plain = not found.fetchone()[0]
+        return self._plain
+
+
+def _read_only(path: Path) -> str:
+    """The snapshot's URI, opened read-only (by us, and by a store that attaches it)."""
+    return f"file:{quote(str(path.resolve()))}?mode=ro"
 
 
 @dataclass(frozen=True, slots=True)
