@@ -58,10 +58,17 @@ STATS = ("segments", "no_id", "orphans", "no_video", "planned", "refused", "cour
 
 
 def stored(state: Path) -> list[tuple[object, ...]]:
+    """The segments as planned (all but their times), the counts kept of them, the courses;
+    and whether the counts trigger is still there for the run's updates."""
     with sqlite3.connect(state) as conn:
         rows = conn.execute(
-            "SELECT id, course_id, channel_id, video, title, path, status, error "
-            "FROM segments ORDER BY id"
+            "SELECT id, course_id, channel_id, video, title, path, status, error, size, md5, "
+            "attempts, run_attempts, next_at, replace FROM segments ORDER BY id"
+        ).fetchall()
+        rows += conn.execute("SELECT * FROM counts WHERE n > 0 ORDER BY 1, 2").fetchall()
+        rows += conn.execute("SELECT * FROM courses ORDER BY id").fetchall()
+        rows += conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name"
         ).fetchall()
     conn.close()
     return rows
@@ -151,4 +158,28 @@ def test_a_query_plan_that_maps_two_segments_to_one_file_is_refused(tmp_path: Pa
         template = Template("{course_id}/lesson.mp4", "--path-template")
         refused = planned(snapshot, template, tmp_path / "state.db", as_sql=True)
     assert isinstance(refused, str) and "maps 2 segments (e.g. 5 and 6)" in refused
-    assert stored(tmp_path / "state.db") == []
+    assert stored(tmp_path / "state.db") == TRIGGERS  # no rows, and the dropped trigger back
+
+
+TRIGGERS = [("counts_deleted",), ("counts_inserted",), ("counts_updated",)]
+
+
+def test_a_plan_into_a_planned_store_keeps_its_counts(tmp_path: Path) -> None:
+    """The first plan fills an empty store without the counts trigger; a second plan and a
+    finished download count through the triggers again, as from the start."""
+    segments = [(5, 10, "mp4:c/a", "A"), (6, 10, "mp4:c/b", "B")]
+    write_snapshot(tmp_path / "s.db", ([(1, "C")], [(10, 1)], segments))
+    write_snapshot(
+        tmp_path / "more.db", ([(1, "C")], [(10, 1)], [*segments, (7, 10, "mp4:c/c", "")])
+    )
+    template = Template("{course_id}/{segment_id}.mp4", "--path-template")
+    for name in ("s.db", "more.db"):
+        with Snapshot.open(tmp_path / name) as snapshot:
+            planned(snapshot, template, tmp_path / "state.db", as_sql=True)
+    with sqlite3.connect(tmp_path / "state.db") as conn:
+        conn.execute("UPDATE segments SET status = 'success', size = 9 WHERE id = 6")
+        counts = conn.execute(
+            "SELECT status, n, bytes FROM counts WHERE n > 0 ORDER BY 1"
+        ).fetchall()
+    conn.close()
+    assert counts == [("pending", 2, 0), ("success", 1, 9)]

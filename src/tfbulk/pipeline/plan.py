@@ -293,7 +293,7 @@ def plan_rows(
 class PlanQuery:
     """The plan as SQL over the snapshot attached as `snap`: the same rows as `plan_rows`,
     made by SQLite itself, so that a million of them never pass through Python. `rows`
-    selects PlanRow's columns, `ids` only the segment ids (dry runs)."""
+    selects PlanRow's columns (the last named `error`), `ids` only the segment ids."""
 
     uri: str
     rows: str
@@ -313,16 +313,15 @@ def plan_query(
     if sql is None:
         return None
     video = "s.video"
-    planned = (
-        f"s.id IS NOT NULL AND ch.courseid IS NOT NULL AND length({video}) > {len(VIDEO_PREFIX)} "
-        f"AND substr({video}, 1, {len(VIDEO_PREFIX)}) = '{VIDEO_PREFIX}' COLLATE BINARY"
-    )
+    # GLOB is case-sensitive like startswith, and its `?` asks for one more character.
+    planned = f"s.id IS NOT NULL AND ch.courseid IS NOT NULL AND {video} GLOB '{VIDEO_PREFIX}?*'"
     _count(snapshot, sql.source("main"), planned, stats)
     path = " || ".join(_sql_parts(path_template))
     chosen = f"{sql.source('snap')} WHERE {planned}"
     return PlanQuery(
         sql.uri,
-        f"SELECT s.id, ch.courseid, s.channel_id, {video}, {sql.title}, {path}, NULL {chosen}",
+        f"SELECT s.id, ch.courseid, s.channel_id, {video}, {sql.title}, {path}, NULL AS error "
+        f"{chosen}",
         f"SELECT s.id {chosen}",
     )
 

@@ -38,6 +38,18 @@ _LOAD = "INSERT OR REPLACE INTO temp.scope VALUES (?, ?, ?, ?, ?, ?, ?)"  # the 
 _LOAD_FROM = "INSERT OR REPLACE INTO temp.scope"
 _LOAD_IDS = "INSERT OR IGNORE INTO temp.scope (id)"
 _IN_SCOPE = "s.id IN (SELECT id FROM temp.scope)"
+_FILL = """
+INSERT OR REPLACE INTO segments (id, course_id, channel_id, video, title, path, error, status,
+                                 planned_at, updated_at)
+SELECT *, CASE WHEN error IS NULL THEN 'pending' ELSE 'failed' END, :now, :now
+FROM ({rows})"""  # OR REPLACE: of a snapshot's rows with one id the last wins, as in scope
+_COUNTS_TRIGGER = (
+    "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'counts_inserted'"
+)
+_COUNTS_OF_SEGMENTS = """
+INSERT INTO counts (course_id, status, n, bytes)
+SELECT course_id, status, count(*), coalesce(sum(size), 0) FROM segments GROUP BY 1, 2"""
+_COUNTED_COURSES = "SELECT DISTINCT course_id FROM counts"
 _ID_ONLY = operator.itemgetter(slice(0, 1))  # (segment_id,) of a PlanRow
 _CLAIM = f"""
 UPDATE segments SET status = 'processing', started_at = :now, updated_at = :now
@@ -155,18 +167,42 @@ class SQLiteStore(SQLStore):
         now = time.time()
         with self._attached(rows), self._transaction():
             before = self._stored_rows()
-            # Through the scope table even into an empty store: one INSERT … SELECT runs
-            # the counts trigger several times faster than a statement per row would.
-            courses = self._load_scope(rows)
-            written = self._upsert("temp.scope", now)
+            if isinstance(rows, PlanQuery) and self._is_empty():
+                courses = self._fill(rows, now)
+                written = self._scope_rows = self._stored_rows()
+            else:
+                # Through the scope table even into an empty store: one INSERT … SELECT
+                # runs the counts trigger several times faster than a statement per row.
+                courses = self._load_scope(rows)
+                written = self._upsert("temp.scope", now)
+                self._scope_rows = self._count("temp.scope")
             stored = self._stored_rows()
-            self._scope_rows = self._count("temp.scope")
             self._whole = self._scope_rows == stored
             self._upsert_courses(courses, titles)
             if not distinct_paths:
                 self._refuse_shared_paths()
         self._scoped = True
         return PlanChanges(new=stored - before, changed=written - (stored - before))
+
+    def _is_empty(self) -> bool:
+        return not self._conn.execute("SELECT EXISTS (SELECT 1 FROM segments)").fetchone()[0]
+
+    def _fill(self, query: PlanQuery, now: float) -> list[int]:
+        """Plan into an empty store straight from the snapshot; the courses planned.
+
+        The scope is the whole store, so no scope table; the counts trigger is dropped
+        for the insert and the counts summed once after it (the transaction restores
+        the trigger if anything fails). A million rows in about two thirds of the time.
+        """
+        self._scoped = self._whole = False
+        self._conn.execute("DROP TABLE IF EXISTS temp.scope")
+        (trigger,) = self._conn.execute(_COUNTS_TRIGGER).fetchone()
+        self._conn.execute("DROP TRIGGER counts_inserted")
+        self._conn.execute(_FILL.format(rows=query.rows), {"now": now})
+        self._conn.execute("DELETE FROM counts")
+        self._conn.execute(_COUNTS_OF_SEGMENTS)
+        self._conn.execute(trigger)
+        return [course_id for (course_id,) in self._conn.execute(_COUNTED_COURSES)]
 
     def _count(self, table: str) -> int:
         return int(self._conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
