@@ -188,6 +188,11 @@ def all_success(ws: Workspace) -> bool:
         return False
 
 
+def hooks_started(record: Path) -> int:
+    """Hooks that have written their segment id to `record` (none while it is missing)."""
+    return len(record.read_text().split()) if record.exists() else 0
+
+
 def test_a_held_hook_never_holds_the_downloads(ws: Workspace) -> None:
     """One hook at a time, the first one blocked: every download still finishes; the
     queued hooks run once it is released, and the run waits for them."""
@@ -195,18 +200,21 @@ def test_a_held_hook_never_holds_the_downloads(ws: Workspace) -> None:
     hook = f"echo $TFBULK_SEGMENT_ID >> {started}; while [ ! -e {release} ]; do sleep 0.1; done"
     proc = ws.start("--no-progress", "--on-complete", hook, "--hook-concurrency", "1")
     try:
+        # Two events, in either order on a busy machine: the first hook has started (and
+        # is held), and every download has finished.
+        wait_for(lambda: hooks_started(started) > 0, timeout=60, what="the first hook started")
         wait_for(
             lambda: all_success(ws),
             timeout=60,
             what="every segment downloaded while the hook is held",
         )
-        assert len(started.read_text().split()) == 1, "one hook at a time"
+        assert hooks_started(started) == 1, "one hook at a time"
         assert proc.poll() is None, "the run waits for its hooks"
     finally:
         release.touch()
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert len(started.read_text().split()) == len(ws.downloadable())
+    assert hooks_started(started) == len(ws.downloadable())
 
 
 def test_a_failing_or_hanging_hook_is_reported_and_changes_nothing(ws: Workspace) -> None:
