@@ -183,3 +183,14 @@ def test_a_plan_into_a_planned_store_keeps_its_counts(tmp_path: Path) -> None:
         ).fetchall()
     conn.close()
     assert counts == [("pending", 2, 0), ("success", 1, 9)]
+
+
+def test_a_video_with_a_nul_character_is_planned_as_python_plans_it(tmp_path: Path) -> None:
+    """SQLite's string functions stop at a NUL; such a snapshot goes to the Python planner."""
+    segments = [(5, 10, "mp4:\x00", "A"), (6, 10, "mp4:c/b\x00x", "B")]
+    write_snapshot(tmp_path / "s.db", ([(1, "C")], [(10, 1)], segments))
+    template = Template("{segment_id}.mp4", "--path-template")
+    with Snapshot.open(tmp_path / "s.db") as snapshot:
+        by_sql = planned(snapshot, template, tmp_path / "sql.db", as_sql=True)
+        by_python = planned(snapshot, template, tmp_path / "python.db", as_sql=False)
+    assert by_sql == by_python

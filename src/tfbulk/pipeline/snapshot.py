@@ -118,11 +118,15 @@ class Snapshot:
         return SnapshotSql(_read_only(self.path), columns, title)
 
     def _is_plain(self) -> bool:
-        """No value of another type than a SnapshotRow's, asked once (the file is read-only)
-        of the tables rather than of their join: stricter, and half the cost of the join."""
+        """No value of another type than a SnapshotRow's (nor a NUL in a video), asked once
+        (the file is read-only) of the tables rather than of their join: stricter, and half
+        the cost of the join."""
         if self._plain is None:
             texts = ["video", *([self._title_column] if self._title_column else [])]
-            odd_segment = " OR ".join(_odd(["id", "channel_id"], "integer") + _odd(texts, "text"))
+            # A NUL inside a video is plain to Python, but SQLite's string tests stop at it.
+            nul = 'instr("video", char(0)) > 0'
+            odd = [*_odd(["id", "channel_id"], "integer"), *_odd(texts, "text"), nul]
+            odd_segment = " OR ".join(odd)
             odd_channel = " OR ".join(_odd(["courseid"], "integer"))
             found = self._conn.execute(
                 f"SELECT EXISTS (SELECT 1 FROM segments WHERE {odd_segment}) "  # noqa: S608
