@@ -11,8 +11,12 @@ import shlex
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tfbulk.state.url import redact_url
+
+if TYPE_CHECKING:
+    from tfbulk.settings import S3Location
 
 NAME = "tfbulk"
 
@@ -33,7 +37,7 @@ def command(*args: str) -> str:
     return shlex.join([*program(), *args])
 
 
-def place(dest: Path | str, state: str | None) -> list[str]:
+def place(dest: Path | str | S3Location, state: str | None) -> list[str]:
     """The flags that point a hint at the same state DB (a URL's password masked)."""
     return ["--dest", str(dest)] + (["--state", redact_url(state)] if state else [])
 

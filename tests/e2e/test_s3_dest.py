@@ -247,6 +247,8 @@ def test_a_failed_segment_leaves_no_upload_behind(ws: Workspace, s3_server: S3Se
     assert result.code == 1, result.stderr
     assert s3_server.open_uploads(BUCKET) == []
     assert f"videos/{course_id}/{segment_id}.mp4" not in s3_server.keys(BUCKET)
+    hint = next(line for line in result.stdout.splitlines() if " retry " in line)
+    assert hint.endswith(f"retry --dest s3://{BUCKET}/videos"), "the hint pastes as printed"
 
 
 def test_status_failed_retry_read_the_buckets_state_db(ws: Workspace, s3_server: S3Server) -> None:
