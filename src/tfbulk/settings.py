@@ -500,6 +500,12 @@ class RunSettings:
     dry_run: bool = False
     s3: S3Dest | None = None  # --dest s3://…: then `dest` is unused
 
+    @property
+    def destination(self) -> Path | S3Location:
+        """What --dest names, as given: the folder, or the bucket and prefix (as a Path,
+        `dest` would fold s3:// into s3:/)."""
+        return self.s3.location if self.s3 else self.dest
+
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmg]?)i?b?")
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}

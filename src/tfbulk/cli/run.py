@@ -368,9 +368,8 @@ def execute(settings: RunSettings, output: Output, observing: Observing | None =
 
 def hinter(settings: RunSettings) -> Callable[[str], str]:
     """`tfbulk NAME` pointed at this run's state DB, as the user would type it."""
-    dest = settings.s3.location if settings.s3 else settings.dest  # a Path says s3:/ for s3://
-    default = resolve_state(None, dest) == settings.state
-    flags = place(dest, None if default else settings.state)
+    default = resolve_state(None, settings.destination) == settings.state
+    flags = place(settings.destination, None if default else settings.state)
     return lambda name: command(name, *flags)
 
 

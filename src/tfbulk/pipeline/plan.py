@@ -105,7 +105,7 @@ def path_renderer(template: Template) -> PathRenderer:
         + (f"{{{_POSITIONS.index(name)}}}" if name else "")
         for literal, name in template.parts
     ).format
-    if template.fields <= _INTEGERS and _always_plain(template):
+    if _always_plain(template):
         return lambda segment_id, course_id, _channel, key: fmt(segment_id, course_id, None, key)
     if template.fields <= _NEVER_EMPTY:
         return lambda segment_id, course_id, _channel, key: safe_relative_path(
@@ -144,13 +144,16 @@ def paths_are_distinct(template: Template) -> bool:
 
 
 def _always_plain(template: Template) -> bool:
-    """Every rendering of a template of ids that are never empty is plainly safe if its
-    rendering with 0 for each id is (and it stays short with 20-character ids).
+    """The template names only ids (never empty) and every rendering of it is plainly
+    safe: true when its rendering with 0 for each id is, and stays short with 20-character
+    ids.
 
     An id renders as `-?[0-9]+`: never empty, never `/` or `.`, so no `//`, `/.`, leading
     `/` or `.`, trailing `/`, NUL or non-ASCII character can appear where a literal does
     not put it; the 0s put none either, and 20 characters is the longest 64-bit integer.
     """
+    if not template.fields <= _INTEGERS:
+        return False
     sample = template.render(dict.fromkeys(template.fields, "0"))
     longest = len(sample) + sum(1 for _, name in template.parts if name) * (_INT64_CHARS - 1)
     return _plainly_safe(sample) and longest <= _PLAIN_MAX
@@ -307,7 +310,7 @@ def plan_query(
     a filtered scope, a path needing more than ids and text, or values of odd types."""
     if scope.courses or scope.segments or scope.limit_courses is not None:
         return None
-    if not (path_template.fields <= _INTEGERS and _always_plain(path_template)):
+    if not _always_plain(path_template):
         return None
     sql = snapshot.sql()
     if sql is None:
